@@ -1,0 +1,72 @@
+# mbrl_ros: fresh-machine set-up, build, demo, tests, benchmarks.
+# Every target bootstraps what it needs (apt packages, .venv with pinned wheels, a cmake
+# build + install of the package into the venv) and is a fast no-op when nothing changed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+VPY := $(VENV)/bin/python
+BUILD := $(CURDIR)/build
+STAMPS := $(BUILD)/stamps
+REQS := requirements/ros-kilted.txt requirements/python.txt requirements/dev.txt
+# Sources whose change must trigger a rebuild + reinstall into the venv.
+PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
+                 -not -path '*/__pycache__/*' 2>/dev/null) CMakeLists.txt package.xml
+ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
+
+.PHONY: help setup build demo test lint bench bench-planner bench-sim clean distclean
+
+help:
+	@echo "make demo   run the main job on the simulated hand (sets everything up first)"
+	@echo "make test   lint + the whole test suite (sets everything up first)"
+	@echo "make bench  the quick benchmark suite (bench/results/*.json)"
+
+$(STAMPS)/apt: scripts/setup/apt_packages.sh
+	@mkdir -p $(STAMPS)
+	bash scripts/setup/apt_packages.sh
+	@touch $@
+
+$(STAMPS)/venv: $(STAMPS)/apt $(REQS) requirements/constraints.txt
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check \
+	    $(addprefix -r ,$(REQS)) -c requirements/constraints.txt
+	bash scripts/setup/fix_ros_wheel_cmake.sh $(VENV)
+	@touch $@
+
+$(STAMPS)/install: $(STAMPS)/venv $(PKG_SOURCES)
+	@echo "building mbrl_ros into $(VENV)"
+	@$(ROS_ENV) cmake -S . -B $(BUILD)/cmake -DCMAKE_INSTALL_PREFIX=$(VENV) \
+	    -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(VPY) \
+	    > $(BUILD)/cmake-configure.log || { cat $(BUILD)/cmake-configure.log; exit 1; }
+	@$(ROS_ENV) cmake --build $(BUILD)/cmake -j2 > $(BUILD)/cmake-build.log \
+	    || { tail -50 $(BUILD)/cmake-build.log; exit 1; }
+	@rm -rf $$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mbrl_ros
+	@$(ROS_ENV) cmake --install $(BUILD)/cmake > $(BUILD)/cmake-install.log \
+	    || { tail -50 $(BUILD)/cmake-install.log; exit 1; }
+	@touch $@
+
+setup build: $(STAMPS)/install
+
+demo: $(STAMPS)/install
+	$(VENV)/bin/mbrl-ros demo
+
+lint: $(STAMPS)/venv
+	$(VENV)/bin/ruff check .
+
+test: $(STAMPS)/install lint
+	$(VENV)/bin/pytest test
+
+bench: bench-planner bench-sim
+
+bench-planner: $(STAMPS)/install
+	$(VPY) bench/bench_planner.py --out bench/results/planner.json
+
+bench-sim: $(STAMPS)/install
+	$(VPY) bench/bench_sim.py --out bench/results/sim.json
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf $(VENV)

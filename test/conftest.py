@@ -1,0 +1,12 @@
+"""Test-wide set-up: every run gets its own ROS domain and stays on loopback."""
+
+from __future__ import annotations
+
+import os
+import random
+
+# Before anything imports rclpy: a random domain per test run, discovery on localhost only.
+os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+os.environ.setdefault("MUJOCO_GL", "egl")
