@@ -1,0 +1,1 @@
+"""ROS-free learning and planning core: dynamics models, datasets, planners (torch/numpy)."""

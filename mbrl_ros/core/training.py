@@ -1,0 +1,303 @@
+"""Training of an :class:`EnsembleDynamics` on transitions, all members stepping at once.
+
+Each optimizer step draws an ``[E, batch]`` index tensor (one row of minibatch indices per
+member), gathers ``[E, batch, features]`` inputs and takes one Adam step on the summed
+per-member losses, so the members train independently but in one batched pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mbrl_ros.core.dataset import TransitionBatch
+from mbrl_ros.core.ensemble import EnsembleDynamics
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_EVAL_CHUNK = 16384
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training call (defaults: PDDM's released configs).
+
+    - ``patience``: stop when the validation loss has not improved for this many epochs and
+      restore the best epoch's weights; None trains all ``epochs``.
+    - ``from_scratch``: re-initialize the weights each call (PDDM); False warm-starts.
+    - ``bootstrap``: each member trains on its own resample (with replacement) of the data.
+    - ``input_noise``: std of Gaussian noise added, fresh for every minibatch, to the
+      z-scored inputs *and* the z-scored delta targets. In z-score units 0.01 is 1% of each
+      feature's standard deviation: our reading of PDDM's 1% noise-to-signal augmentation
+      (PDDM scaled noise by the data; we scale by the per-feature std). 0 disables it.
+    - ``logvar_bound_coef``: weight of the PETS penalty on learnable log-variance bounds.
+    - ``divergence_mse``: a minibatch MSE (z-scored units, where predicting the mean scores
+      about 1) above this also counts as divergence: a learning rate that is far too large
+      can leave the loss huge but finite.
+    - ``num_threads``: cap on torch CPU threads during the call (restored afterwards).
+    """
+
+    lr: float = 1e-3
+    batch_size: int = 512
+    epochs: int = 40
+    weight_decay: float = 0.0
+    patience: int | None = None
+    from_scratch: bool = True
+    bootstrap: bool = False
+    input_noise: float = 0.01
+    logvar_bound_coef: float = 0.01
+    divergence_mse: float = 1e6
+    seed: int | None = 0
+    device: str = "cpu"
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"TrainConfig.lr must be finite and > 0, got {self.lr}")
+        for name in ("batch_size", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        for name in ("weight_decay", "input_noise", "logvar_bound_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"TrainConfig.{name} must be finite and >= 0, got {value}")
+        if not self.divergence_mse > 0:
+            raise ValueError(f"TrainConfig.divergence_mse must be > 0, got {self.divergence_mse}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(f"TrainConfig.patience must be None or >= 1, got {self.patience!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(
+                f"TrainConfig.num_threads must be None or >= 1, got {self.num_threads}"
+            )
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_ensemble`.
+
+    Losses are per-member means in z-scored delta units (MSE, or Gaussian NLL for
+    probabilistic members). ``best_epoch`` (1-based) is the epoch with the lowest
+    validation loss (None without validation data). On ``diverged`` the model has been
+    restored to the weights and statistics it had before the call.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    diverged: bool = False
+    message: str = ""
+    duration_s: float = 0.0
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, dict[str, Any]], None]
+
+
+def _member_losses(mean: Tensor, logvar: Tensor | None, y: Tensor) -> Tensor:
+    """Per-member loss ``[E]`` from normalized predictions and targets ``[E, B, S]``."""
+    if logvar is None:
+        return (mean - y).pow(2).mean(dim=(1, 2))
+    nll = 0.5 * ((mean - y).pow(2) * torch.exp(-logvar) + logvar) + _HALF_LOG_2PI
+    return nll.mean(dim=(1, 2))
+
+
+@torch.no_grad()
+def _evaluate(model: EnsembleDynamics, x: Tensor, y: Tensor) -> dict[str, float]:
+    """Loss and MSE (z-scored and raw delta units) averaged over members, no noise."""
+    k = model.num_members
+    loss = torch.zeros(k, device=x.device, dtype=torch.float64)
+    sq_norm = torch.zeros_like(loss)
+    sq_raw = torch.zeros_like(loss)
+    std2 = model.delta_normalizer.std.pow(2)
+    for start in range(0, x.shape[0], _EVAL_CHUNK):
+        xb = x[start : start + _EVAL_CHUNK].expand(k, -1, -1)
+        yb = y[start : start + _EVAL_CHUNK].expand(k, -1, -1)
+        n = xb.shape[1]
+        mean, logvar = model(xb)
+        loss += _member_losses(mean, logvar, yb).double() * n
+        err2 = (mean - yb).pow(2)
+        sq_norm += err2.mean(dim=2).sum(dim=1).double()
+        sq_raw += (err2 * std2).mean(dim=2).sum(dim=1).double()
+    n_total = x.shape[0]
+    return {
+        "loss": float(loss.mean()) / n_total,
+        "mse_norm": float(sq_norm.mean()) / n_total,
+        "mse_raw": float(sq_raw.mean()) / n_total,
+    }
+
+
+def _check_batch(name: str, batch: TransitionBatch, model: EnsembleDynamics) -> None:
+    if not isinstance(batch, TransitionBatch):
+        raise ValueError(f"{name} must be a TransitionBatch, got {type(batch).__name__}")
+    if len(batch) == 0:
+        raise ValueError(f"{name} data are empty")
+    if batch.state_dim != model.state_dim or batch.action_dim != model.action_dim:
+        raise ValueError(
+            f"{name} data dims (S={batch.state_dim}, A={batch.action_dim}) do not match the "
+            f"model (S={model.state_dim}, A={model.action_dim})"
+        )
+
+
+def train_ensemble(
+    model: EnsembleDynamics,
+    train: TransitionBatch,
+    val: TransitionBatch | None = None,
+    config: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Fit the normalizer on ``train`` then train all members; returns the loss history.
+
+    The model is moved to ``config.device`` and trained in place. Non-finite data or a
+    non-finite loss (e.g. a learning rate that blows up) end training with
+    ``diverged=True`` and the model restored to its state before the call.
+    ``progress(epoch, metrics)`` is called after every epoch (1-based).
+    """
+    config = TrainConfig() if config is None else config
+    _check_batch("train", train, model)
+    if val is not None:
+        _check_batch("val", val, model)
+    previous_threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    start_time = time.perf_counter()
+    try:
+        result = _train(model, train, val, config, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+    result.duration_s = time.perf_counter() - start_time
+    return result
+
+
+def _train(
+    model: EnsembleDynamics,
+    train: TransitionBatch,
+    val: TransitionBatch | None,
+    config: TrainConfig,
+    progress: ProgressFn | None,
+) -> TrainResult:
+    device = torch.device(config.device)
+    model.to(device)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    result = TrainResult()
+
+    def diverge(message: str) -> TrainResult:
+        model.load_state_dict(before)
+        result.diverged = True
+        result.message = message
+        return result
+
+    generator = torch.Generator(device=device)
+    if config.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(config.seed)
+
+    dtype = model.dtype
+    s, a, ns = (
+        t.to(device=device, dtype=dtype) for t in (train.state, train.action, train.next_state)
+    )
+    with torch.no_grad():
+        model.fit_normalizer(s, a, ns)
+        if not model.normalizer_is_finite():
+            return diverge("training data contain non-finite values (normalizer stats not finite)")
+        if config.from_scratch:
+            model.reset_parameters(generator)
+        x = model.normalized_inputs(s, a)
+        y = model.normalized_delta(s, ns)
+        if val is not None:
+            vs, va, vns = (
+                t.to(device=device, dtype=dtype) for t in (val.state, val.action, val.next_state)
+            )
+            val_x, val_y = model.normalized_inputs(vs, va), model.normalized_delta(vs, vns)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    k, n = model.num_members, x.shape[0]
+    bootstrap_idx = (
+        torch.randint(n, (k, n), generator=generator, device=device) if config.bootstrap else None
+    )
+    best_val = math.inf
+    best_state: dict[str, Tensor] | None = None
+    epochs_since_best = 0
+
+    for epoch in range(1, config.epochs + 1):
+        order = torch.argsort(torch.rand(k, n, generator=generator, device=device), dim=1)
+        idx = bootstrap_idx.gather(1, order) if bootstrap_idx is not None else order
+        loss_sum = 0.0
+        for start in range(0, n, config.batch_size):
+            batch_idx = idx[:, start : start + config.batch_size]
+            xb, yb = x[batch_idx], y[batch_idx]
+            if config.input_noise > 0:
+                xb = xb + config.input_noise * torch.randn(
+                    xb.shape, generator=generator, device=device, dtype=dtype
+                )
+                yb = yb + config.input_noise * torch.randn(
+                    yb.shape, generator=generator, device=device, dtype=dtype
+                )
+            mean, logvar = model(xb)
+            member_losses = _member_losses(mean, logvar, yb)
+            loss = member_losses.sum()
+            if config.logvar_bound_coef > 0:
+                loss = loss + config.logvar_bound_coef * model.logvar_bound_penalty()
+            if not bool(torch.isfinite(loss)):
+                return diverge(f"non-finite training loss at epoch {epoch}")
+            batch_mse = float((mean.detach() - yb).pow(2).mean())
+            if batch_mse > config.divergence_mse:
+                return diverge(
+                    f"training MSE {batch_mse:.3g} exceeds divergence_mse "
+                    f"{config.divergence_mse:g} at epoch {epoch}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(member_losses.detach().mean()) * batch_idx.shape[1]
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            return diverge(f"non-finite weights after epoch {epoch}")
+        result.train_loss.append(loss_sum / n)
+        result.epochs_run = epoch
+        metrics: dict[str, Any] = {"train_loss": result.train_loss[-1]}
+
+        if val is not None:
+            val_metrics = _evaluate(model, val_x, val_y)
+            if not math.isfinite(val_metrics["loss"]):
+                return diverge(f"non-finite validation loss at epoch {epoch}")
+            result.val_loss.append(val_metrics["loss"])
+            metrics.update(val_loss=val_metrics["loss"], val_mse_norm=val_metrics["mse_norm"])
+            if val_metrics["loss"] < best_val:
+                best_val = val_metrics["loss"]
+                result.best_epoch = epoch
+                epochs_since_best = 0
+                if config.patience is not None:
+                    best_state = {key: v.detach().clone() for key, v in model.state_dict().items()}
+            else:
+                epochs_since_best += 1
+        if progress is not None:
+            progress(epoch, metrics)
+        if config.patience is not None and epochs_since_best >= config.patience:
+            result.stopped_early = True
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    final = _evaluate(model, x, y)
+    result.final_metrics = {
+        "train_loss": final["loss"],
+        "train_mse_norm": final["mse_norm"],
+        "train_mse_raw": final["mse_raw"],
+    }
+    if val is not None:
+        final_val = _evaluate(model, val_x, val_y)
+        result.final_metrics.update(
+            val_loss=final_val["loss"],
+            val_mse_norm=final_val["mse_norm"],
+            val_mse_raw=final_val["mse_raw"],
+        )
+    result.message = "stopped early" if result.stopped_early else "completed"
+    return result
