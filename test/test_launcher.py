@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from helpers.waiting import wait_for
+
 from mbrl_ros.launch import launch_file
 from mbrl_ros.launch.launch_file import LaunchFileError
 
@@ -249,8 +249,8 @@ def test_respawn_and_exit_with(tmp_path, fake_prefix):
     try:
         wait_for(lambda: run.saw("process started [again-3]"), 30, "two respawns")
         wait_for(lambda: run.saw("[main] talker name=main"), 30, "the main node")
-        main_pid = [int(line.rsplit("pid ", 1)[1]) for line in run.lines
-                    if "process started [main-1]" in line][0]
+        main_pid = next(int(line.rsplit("pid ", 1)[1]) for line in run.lines
+                        if "process started [main-1]" in line)
         os.kill(main_pid, signal.SIGINT)
         assert run.finish() == 0
     finally:

@@ -16,7 +16,7 @@ from mbrl_ros.launch import launch_file, packages
 from mbrl_ros.launch.process_group import ProcessGroup, install_signal_handlers, node_command
 
 DEMO_LAUNCH = "mbrl_ros demo.launch.yaml"
-DEMO_EXIT_WITH = "experiment"
+DEMO_SECONDS = 15.0
 
 
 def _split_arguments(items: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -30,7 +30,8 @@ def _split_arguments(items: list[str]) -> tuple[list[str], dict[str, str]]:
     return words, assignments
 
 
-def _launch(spec: str, assignments: dict[str, str], exit_with: str | None, show: bool) -> int:
+def _launch(spec: str, assignments: dict[str, str], exit_with: str | None = None,
+            show: bool = False, duration: float | None = None) -> int:
     try:
         plan = launch_file.load(launch_file.resolve_path(spec), assignments)
     except (launch_file.LaunchFileError, packages.PackageNotFoundError) as exc:
@@ -44,7 +45,7 @@ def _launch(spec: str, assignments: dict[str, str], exit_with: str | None, show:
             print(" ".join(node_command(node, Path(tempfile.gettempdir()))))
         return 0
     try:
-        group = ProcessGroup(plan, exit_with=exit_with)
+        group = ProcessGroup(plan, exit_with=exit_with, duration=duration)
     except (ValueError, packages.PackageNotFoundError) as exc:
         print(f"mbrl-ros launch: error: {exc}", file=sys.stderr)
         return 2
@@ -66,18 +67,42 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop everything when this node exits and return its exit code")
     launch.add_argument("--show", action="store_true",
                         help="print the node command lines instead of running them")
+    launch.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="shut everything down cleanly after this many seconds")
     demo = sub.add_parser("demo", help="the main job on the simulated hand (make demo)")
     demo.add_argument("items", nargs="*", help="name:=value arguments for demo.launch.yaml")
+    demo.add_argument("--duration", type=float, default=DEMO_SECONDS, metavar="SECONDS",
+                      help=f"how long to run (default {DEMO_SECONDS:g})")
     args = parser.parse_args(argv)
 
     words, assignments = _split_arguments(args.items)
     if args.command == "demo":
         if words:
             parser.error(f"demo takes only name:=value arguments, got {words}")
-        return _launch(DEMO_LAUNCH, assignments, DEMO_EXIT_WITH, show=False)
+        return demo_main(assignments, args.duration)
     if len(words) not in (1, 2):
         parser.error("launch takes FILE or PACKAGE FILE, then name:=value arguments")
-    return _launch(" ".join(words), assignments, args.exit_with, args.show)
+    return _launch(" ".join(words), assignments, args.exit_with, args.show, args.duration)
+
+
+def demo_main(assignments: dict[str, str], duration: float) -> int:
+    """Runs demo.launch.yaml for ``duration`` seconds, then renders the scene to a picture.
+
+    (The learning loop joins the demo launch file as its nodes land; see the README.)
+    """
+    code = _launch(DEMO_LAUNCH, assignments, duration=duration)
+    if code != 0:
+        return code
+    from mbrl_ros.sim import render
+
+    task = assignments.get("task", "baoding")
+    out = Path("runs") / "demo" / f"{task}_keyframe.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render.main(["--scene", task, "--steps", "10",
+                 "--every", "5", "--out", str(out)])
+    print(f"demo finished: the simulated hand ran for {duration:g} s; a rendered picture of "
+          f"the scene is in {out.resolve()}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -115,9 +115,9 @@ class ProcessGroup:
     """Runs a ``LaunchPlan`` until its nodes end, a stop is requested, or ``exit_with`` ends."""
 
     def __init__(self, plan: LaunchPlan, exit_with: str | None = None,
-                 sigterm_timeout: float = 5.0, sigkill_timeout: float = 5.0,
-                 emit: Callable[[str], None] | None = None) -> None:
-        self.plan, self.exit_with = plan, exit_with
+                 duration: float | None = None, sigterm_timeout: float = 5.0,
+                 sigkill_timeout: float = 5.0, emit: Callable[[str], None] | None = None) -> None:
+        self.plan, self.exit_with, self.duration = plan, exit_with, duration
         self.sigterm_timeout, self.sigkill_timeout = sigterm_timeout, sigkill_timeout
         self._lock = threading.Lock()
         self.emit = emit or self._print
@@ -158,7 +158,11 @@ class ProcessGroup:
         return self.exit_code
 
     def _supervise(self, procs: list[ManagedProcess]) -> None:
+        end = None if self.duration is None else time.monotonic() + self.duration
         while not self._stop.wait(0.05):
+            if end is not None and time.monotonic() >= end:
+                self.emit(f"[INFO] [launch]: {self.duration:g} s elapsed, shutting down")
+                return
             alive = 0
             for proc in procs:
                 code = proc.poll()

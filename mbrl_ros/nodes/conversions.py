@@ -1,0 +1,63 @@
+"""Message <-> numpy conversions shared by the nodes (no node state here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, Twist
+from visualization_msgs.msg import Marker
+
+NS_PER_S = 1_000_000_000
+
+
+def time_from_ns(ns: int) -> Time:
+    return Time(sec=int(ns // NS_PER_S), nanosec=int(ns % NS_PER_S))
+
+
+def ns_from_time(stamp: Time) -> int:
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def finite_vector(values: Sequence[float], size: int, what: str) -> np.ndarray:
+    """``values`` as a float64 vector of length ``size``; ValueError naming the problem."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (size,):
+        raise ValueError(f"{what} has {arr.size} values, expected {size}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{what} has non-finite values at indices {bad.tolist()}")
+    return arr
+
+
+def pose(pos: Sequence[float], quat_wxyz: Sequence[float]) -> Pose:
+    p = Pose()
+    p.position.x, p.position.y, p.position.z = (float(v) for v in pos)
+    p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z = (
+        float(v) for v in quat_wxyz)
+    return p
+
+
+def twist(linear: Sequence[float], angular: Sequence[float]) -> Twist:
+    t = Twist()
+    t.linear.x, t.linear.y, t.linear.z = (float(v) for v in linear)
+    t.angular.x, t.angular.y, t.angular.z = (float(v) for v in angular)
+    return t
+
+
+_MARKER_TYPES = {"sphere": Marker.SPHERE, "box": Marker.CUBE, "cylinder": Marker.CYLINDER}
+
+
+def marker(primitive, marker_id: int, frame_id: str, stamp: Time) -> Marker:
+    """A ``visualization_msgs/Marker`` for a ``mbrl_ros.sim.GeomPrimitive``."""
+    m = Marker()
+    m.header.frame_id, m.header.stamp = frame_id, stamp
+    m.ns, m.id = primitive.role, marker_id
+    m.type = _MARKER_TYPES.get(primitive.shape, Marker.CUBE)
+    m.action = Marker.ADD
+    m.pose = pose(primitive.pos, primitive.quat)
+    m.scale.x, m.scale.y, m.scale.z = (float(v) for v in primitive.size)
+    m.color.r, m.color.g, m.color.b, m.color.a = (float(v) for v in primitive.rgba)
+    m.text = primitive.name
+    return m

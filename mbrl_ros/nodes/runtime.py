@@ -1,0 +1,57 @@
+"""Process entry points for nodes: init, spin with a multi-threaded executor, clean exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+
+def run_node(make_node: Callable[[], Node], num_threads: int = 2) -> int:
+    """Create the node, spin it until SIGINT/SIGTERM, then destroy it; returns an exit code.
+
+    Nodes may define ``close()`` to stop their own worker threads before destruction.
+    """
+    rclpy.init(args=sys.argv, signal_handler_options=rclpy.SignalHandlerOptions.NO)
+    executor = MultiThreadedExecutor(num_threads=num_threads)
+
+    def stop(*_: object) -> None:
+        executor.wake()
+        rclpy.try_shutdown()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    node = None
+    try:
+        node = make_node()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown(timeout_sec=1.0)
+        rclpy.try_shutdown()
+    return 0
+
+
+def cap_torch_threads(num_threads: int) -> None:
+    """Limit torch's intra-op threads (the machine's cores are shared by planner and trainer)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
+    import torch
+
+    torch.set_num_threads(max(1, int(num_threads)))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
