@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from helpers.ros import spinning_node, start_process, stop_process
 from helpers.waiting import wait_for
 
