@@ -1,0 +1,265 @@
+"""What every task shares: a named state layout and a vectorized reward/metrics interface.
+
+A task turns predicted or observed states into rewards, termination flags and episode
+metrics. Everything works in torch on any leading batch dimensions so a planner can score
+``[horizon, members, samples]`` predicted states in one call.
+
+Goal timing (used by every task and by the planners): ``episode_goals(seed, T)[k]`` is the
+goal in force at control step ``k``. The state ``s_k`` observed at step ``k`` carries
+``goals[k]`` in its goal fields (when the layout holds the goal) and the reward of the
+transition ``s_k --a_k--> s_{k+1}`` is scored on ``s_{k+1}`` against ``goals[k + 1]``. A
+planner starting from ``s_t`` therefore needs ``goal_window(goals, t + 1, H)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Ordered named fields of a flat state vector (e.g. ``("joints", 24)``)."""
+
+    fields: tuple[tuple[str, int], ...]
+
+    def __post_init__(self) -> None:
+        fields = tuple((str(name), int(size)) for name, size in self.fields)
+        if not fields:
+            raise ValueError("StateLayout needs at least one field")
+        names = [name for name, _ in fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"StateLayout field names must be unique, got {names}")
+        for name, size in fields:
+            if size < 1:
+                raise ValueError(f"StateLayout field {name!r} must have size >= 1, got {size}")
+        object.__setattr__(self, "fields", fields)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.fields)
+
+    @property
+    def dim(self) -> int:
+        """Total length of the state vector."""
+        return sum(size for _, size in self.fields)
+
+    def start(self, name: str) -> int:
+        """Index of the first element of field ``name``."""
+        offset = 0
+        for field, size in self.fields:
+            if field == name:
+                return offset
+            offset += size
+        raise KeyError(f"no state field {name!r}; fields are {list(self.names)}")
+
+    def size(self, name: str) -> int:
+        """Number of elements of field ``name``."""
+        for field, size in self.fields:
+            if field == name:
+                return size
+        raise KeyError(f"no state field {name!r}; fields are {list(self.names)}")
+
+    def slice(self, name: str) -> slice:
+        """Slice of field ``name`` in the state vector."""
+        start = self.start(name)
+        return slice(start, start + self.size(name))
+
+    def span(self, names: Sequence[str]) -> slice:
+        """One slice covering consecutive fields ``names`` (in layout order, no gaps)."""
+        if not names:
+            raise ValueError("span needs at least one field name")
+        slices = [self.slice(n) for n in names]
+        for before, after in itertools.pairwise(slices):
+            if before.stop != after.start:
+                raise ValueError(f"fields {list(names)} are not consecutive in the layout")
+        return slice(slices[0].start, slices[-1].stop)
+
+    def to_msg_fields(self) -> list[tuple[str, int, int]]:
+        """``[(name, start, size), ...]`` for describing the layout in a ROS message."""
+        out = []
+        offset = 0
+        for name, size in self.fields:
+            out.append((name, offset, size))
+            offset += size
+        return out
+
+
+def check_last_dim(name: str, x: Tensor, dim: int) -> None:
+    """Raise ValueError unless ``x`` is a tensor whose last dimension is ``dim``."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 1 or x.shape[-1] != dim:
+        raise ValueError(f"{name} must have last dimension {dim}, got shape {tuple(x.shape)}")
+
+
+def check_finite(name: str, x: Tensor) -> None:
+    """Raise ValueError if ``x`` holds NaN or infinite values."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains non-finite values")
+
+
+def check_positive(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+class Task(ABC):
+    """Reward, termination, goals and metrics of one manipulation task.
+
+    Subclasses implement :meth:`episode_goals`, :meth:`reward`, :meth:`step_error` and
+    :meth:`episode_success`; :meth:`step_score` defaults to ``-step_error``.
+    ``termination_reward`` is the per-step reward a planner books for every step after a
+    predicted rollout terminated (PDDM keeps charging the drop penalty).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        layout: StateLayout,
+        action_dim: int,
+        goal_dim: int,
+        episode_length: int,
+        goal_fields: Sequence[str] = (),
+        termination_reward: float = 0.0,
+    ) -> None:
+        if action_dim < 1 or goal_dim < 1 or episode_length < 1:
+            raise ValueError(
+                f"action_dim, goal_dim and episode_length must be >= 1, got "
+                f"{action_dim}, {goal_dim}, {episode_length}"
+            )
+        if not math.isfinite(termination_reward):
+            raise ValueError(f"termination_reward must be finite, got {termination_reward}")
+        self.name = name
+        self.layout = layout
+        self.action_dim = int(action_dim)
+        self.goal_dim = int(goal_dim)
+        self.episode_length = int(episode_length)
+        self.termination_reward = float(termination_reward)
+        self.goal_fields = tuple(goal_fields)
+        self.goal_slice: slice | None = None
+        if self.goal_fields:
+            span = layout.span(self.goal_fields)
+            if span.stop - span.start != goal_dim:
+                raise ValueError(
+                    f"goal fields {list(self.goal_fields)} hold {span.stop - span.start} "
+                    f"values but goal_dim is {goal_dim}"
+                )
+            self.goal_slice = span
+
+    @property
+    def state_dim(self) -> int:
+        return self.layout.dim
+
+    # ------------------------------------------------------------------ goals
+    @abstractmethod
+    def episode_goals(self, seed: int, length: int | None = None) -> Tensor:
+        """Goal schedule ``[length, G]`` of one episode (default length: episode_length).
+
+        Deterministic for a given seed.
+        """
+
+    def _episode_length_arg(self, length: int | None) -> int:
+        length = self.episode_length if length is None else int(length)
+        if length < 1:
+            raise ValueError(f"episode length must be >= 1, got {length}")
+        return length
+
+    def goal_window(self, goals: Tensor, step: int, horizon: int) -> Tensor:
+        """``goals[step : step + horizon]``; past the end the last goal is repeated."""
+        check_last_dim("goals", goals, self.goal_dim)
+        if goals.dim() != 2 or goals.shape[0] < 1:
+            raise ValueError(f"goals must be [T >= 1, {self.goal_dim}], got {tuple(goals.shape)}")
+        if step < 0 or horizon < 1:
+            raise ValueError(f"need step >= 0 and horizon >= 1, got step={step} horizon={horizon}")
+        idx = torch.arange(step, step + horizon, device=goals.device).clamp_(max=goals.shape[0] - 1)
+        return goals.index_select(0, idx)
+
+    def insert_goal_(self, states: Tensor, goals: Tensor) -> Tensor:
+        """Write ``goals`` (broadcast over leading dims) into the goal fields of ``states``.
+
+        In place; returns ``states``. A no-op for tasks whose state holds no goal.
+        """
+        if self.goal_slice is not None:
+            states[..., self.goal_slice] = goals
+        return states
+
+    def insert_goal(self, states: Tensor, goals: Tensor) -> Tensor:
+        """Out-of-place (autograd-safe) version of :meth:`insert_goal_`."""
+        if self.goal_slice is None:
+            return states
+        return self.insert_goal_(states.clone(), goals)
+
+    # ------------------------------------------------------------------ reward
+    @abstractmethod
+    def reward(self, states: Tensor, actions: Tensor, goals: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-step reward and termination flag of reaching ``states`` under ``goals``.
+
+        ``states [..., S]``, ``actions [..., A]``, ``goals [..., G]`` broadcast together;
+        returns ``(reward [...], terminated [...] bool)``.
+        """
+
+    @abstractmethod
+    def step_error(self, states: Tensor, goals: Tensor) -> Tensor:
+        """The task's tracking distance per step ``[...]`` (what tracking_error averages)."""
+
+    def step_score(self, states: Tensor, goals: Tensor) -> Tensor:
+        """PDDM's per-step score (higher is better)."""
+        return -self.step_error(states, goals)
+
+    @abstractmethod
+    def episode_success(self, errors: Tensor, dropped: bool) -> bool:
+        """Success of one episode from its per-step errors ``[T]`` and whether it dropped."""
+
+    # ------------------------------------------------------------------ metrics
+    def episode_metrics(self, states: Tensor, actions: Tensor, goals: Tensor) -> dict[str, Any]:
+        """Metrics of one executed episode.
+
+        ``actions [T, A]``; ``states`` either ``[T + 1, S]`` (``s_0 .. s_T``) with ``goals
+        [T + 1, G]`` aligned to them (the first entry of both is dropped), or ``[T, S]``
+        already holding the reached states ``s_1 .. s_T`` with ``goals [T, G]``.
+        Steps after the first termination are ignored (the episode ended there).
+        Returns ``return`` (sum of rewards), ``score`` (mean per-step score),
+        ``tracking_error`` (mean per-step error), ``drop`` / ``success`` (bool) and
+        ``steps`` (steps counted).
+        """
+        check_last_dim("states", states, self.state_dim)
+        check_last_dim("actions", actions, self.action_dim)
+        check_last_dim("goals", goals, self.goal_dim)
+        if states.dim() != 2 or actions.dim() != 2 or goals.dim() != 2:
+            raise ValueError("episode_metrics expects unbatched [T, .] tensors")
+        t = actions.shape[0]
+        if t < 1:
+            raise ValueError("episode_metrics needs at least one step")
+        if states.shape[0] == t + 1:
+            states = states[1:]
+            if goals.shape[0] == t + 1:
+                goals = goals[1:]
+        if states.shape[0] != t or goals.shape[0] != t:
+            raise ValueError(
+                f"states {tuple(states.shape)}, actions {tuple(actions.shape)} and goals "
+                f"{tuple(goals.shape)} do not describe the same {t} steps"
+            )
+        for name, x in (("states", states), ("actions", actions), ("goals", goals)):
+            check_finite(name, x)
+        with torch.no_grad():
+            rewards, terminated = self.reward(states, actions, goals)
+            dropped = bool(terminated.any())
+            steps = int(terminated.int().argmax()) + 1 if dropped else t
+            errors = self.step_error(states[:steps], goals[:steps])
+            scores = self.step_score(states[:steps], goals[:steps])
+            return {
+                "return": float(rewards[:steps].sum()),
+                "score": float(scores.mean()),
+                "tracking_error": float(errors.mean()),
+                "drop": dropped,
+                "success": bool(self.episode_success(errors, dropped)),
+                "steps": steps,
+            }
