@@ -193,3 +193,15 @@ def test_reset_parameters_is_seeded():
     model.reset_parameters(torch.Generator().manual_seed(11))
     assert torch.equal(w1, model.layers[0].weight)
     assert not torch.equal(w1[0], w1[1])  # members are initialized independently
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "silu", "elu"])
+def test_no_grad_fast_path_matches_the_autograd_path(activation):
+    config = EnsembleConfig(state_dim=5, action_dim=2, num_members=3, hidden_sizes=(16, 16),
+                            activation=activation)
+    model = EnsembleDynamics(config)
+    state, action = torch.randn(3, 7, 5), torch.randn(3, 7, 2)
+    with_grad = model.predict(state, action)
+    with torch.no_grad():
+        fast = model.predict(state, action)
+    torch.testing.assert_close(fast, with_grad.detach(), rtol=1e-6, atol=1e-6)

@@ -27,6 +27,13 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
     "elu": F.elu,
 }
+# In-place twins for the no-grad path (planning), which saves an allocation per layer.
+ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "silu": lambda x: F.silu(x, inplace=True),
+    "elu": lambda x: F.elu(x, inplace=True),
+}
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -259,8 +266,13 @@ class EnsembleDynamics(nn.Module):
         clamped into ``[min_logvar, max_logvar]``.
         """
         h = inputs
-        for layer in self.layers[:-1]:
-            h = self._activation(layer(h))
+        if torch.is_grad_enabled():
+            for layer in self.layers[:-1]:
+                h = self._activation(layer(h))
+        else:  # planning: bmm + in-place bias and activation (baddbmm copies the bias)
+            act_ = ACTIVATIONS_INPLACE[self.config.activation]
+            for layer in self.layers[:-1]:
+                h = act_(torch.bmm(h, layer.weight).add_(layer.bias))
         out = self.layers[-1](h)
         if not self.probabilistic:
             return out, None
