@@ -46,7 +46,7 @@ def _launch(spec: str, assignments: dict[str, str], exit_with: str | None = None
         return 0
     try:
         group = ProcessGroup(plan, exit_with=exit_with, duration=duration)
-    except (ValueError, packages.PackageNotFoundError) as exc:
+    except ValueError as exc:
         print(f"mbrl-ros launch: error: {exc}", file=sys.stderr)
         return 2
     install_signal_handlers(group)

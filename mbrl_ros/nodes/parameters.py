@@ -43,10 +43,8 @@ class Param:
 
     def descriptor(self) -> ParameterDescriptor:
         desc = ParameterDescriptor(description=self.description, read_only=self.read_only)
-        if self.low is not None and self.high is not None:
-            if isinstance(self.default, bool):
-                pass
-            elif isinstance(self.default, int):
+        if self.low is not None and self.high is not None and not isinstance(self.default, bool):
+            if isinstance(self.default, int):
                 desc.integer_range = [IntegerRange(
                     from_value=int(self.low), to_value=int(self.high), step=0)]
             elif isinstance(self.default, float):
@@ -88,7 +86,6 @@ class ParameterSet:
         self._checks = list(checks)
         self._on_change = on_change
         self._lock = threading.Lock()
-        self.rejected: list[str] = []
         self.values: dict[str, Any] = {}
         for p in self._schema.values():
             self.values[p.name] = self._declare(p)
@@ -156,5 +153,4 @@ class ParameterSet:
         return SetParametersResult(successful=False, reason=reason)
 
     def _reject(self, message: str) -> None:
-        self.rejected.append(message)
         self._node.get_logger().error(message)
