@@ -263,14 +263,13 @@ class ShadowHandSimNode(Node):
 
     # ----- outputs ------------------------------------------------------------------------
     def _publish(self, obs) -> int:
-        """Joint states and (unless dropped) object states; returns the joint stamp (ns)."""
+        """Object states (unless dropped), then joint states; returns the joint stamp (ns).
+
+        Objects go first so that a subscriber reacting to the joint state of a step (the
+        state estimator) normally has that step's object reading already.
+        """
         stamp_ns = self._stamp_ns()
-        stamp = conv.time_from_ns(stamp_ns)
         frame = self.params["frame_id"]
-        js = JointState(name=self.joints, position=obs.joint_pos[self._from_sim].tolist(),
-                        velocity=obs.joint_vel[self._from_sim].tolist())
-        js.header.stamp, js.header.frame_id = stamp, frame
-        self.pub_joints.publish(js)
         if obs.objects is not None:
             lag = (obs.step - obs.objects_step) * self.sim.control_dt
             om = ObjectStates(episode_id=self.episode_id, step=obs.objects_step,
@@ -283,6 +282,10 @@ class ShadowHandSimNode(Node):
                 om.twists = [conv.twist(v, w) for v, w in zip(obs.objects.linvel,
                                                               obs.objects.angvel, strict=True)]
             self.pub_objects.publish(om)
+        js = JointState(name=self.joints, position=obs.joint_pos[self._from_sim].tolist(),
+                        velocity=obs.joint_vel[self._from_sim].tolist())
+        js.header.stamp, js.header.frame_id = conv.time_from_ns(stamp_ns), frame
+        self.pub_joints.publish(js)
         return stamp_ns
 
     def _publish_markers(self) -> None:
