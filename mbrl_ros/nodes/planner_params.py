@@ -1,0 +1,147 @@
+"""The ``mpc_planner`` node's parameters: schema, cross-checks, and the core settings they
+describe (planner, exploration). Runtime-changeable: policy, planner, num_samples, horizon,
+gamma, beta, sigma, risk_lambda, control_rate_hz, state_timeout_s; the rest is read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+
+from mbrl_ros.core.control_types import POLICIES, PlannerSettings
+from mbrl_ros.core.exploration import INITIAL_ACTIONS, ExplorationConfig
+from mbrl_ros.core.planners import PLANNERS
+from mbrl_ros.nodes.parameters import Param
+from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params
+from mbrl_ros.sim import HAND_JOINT_NAMES
+
+
+class _ListParam(Param):
+    """A list parameter whose default is empty: declared with dynamic typing, because an
+    empty default would otherwise fix its type to a byte array and refuse a list of doubles."""
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = super().descriptor()
+        desc.dynamic_typing = True
+        return desc
+
+
+PARAMS = [
+    *TASK_PARAMS,
+    Param("mode", "lockstep", "lockstep: plan on each new state and answer at once; realtime: "
+          "publish at control_rate_hz with a one-period planning budget",
+          choices=("lockstep", "realtime"), read_only=True),
+    Param("control_rate_hz", 10.0, "realtime: commands per second (PDDM: 10)", 0.1, 1000.0),
+    Param("policy", "auto", "auto: plan once a model arrived, explore before; explore: PDDM's "
+          "random policy; plan: plan (explores, saying so, until a model arrives)",
+          choices=POLICIES),
+    Param("planner", "mppi", "core planner: mppi (PDDM), cem, random (shooting), gradient",
+          choices=tuple(PLANNERS)),
+    Param("num_samples", 700, "action sequences per plan, N (PDDM Baoding 700)", 1, 1_000_000),
+    Param("horizon", 7, "planning horizon H in control steps (PDDM 7)", 1, 1000),
+    Param("gamma", 20.0, "MPPI reward-weighting temperature (PDDM Baoding 20)", 0.0, 1e6),
+    Param("beta", 0.6, "MPPI action filter coefficient in (0, 1] (PDDM 0.6)", 0.0, 1.0),
+    Param("sigma", 0.9, "MPPI sampling noise std (PDDM 0.9)", 0.0, 100.0),
+    Param("risk_lambda", 0.0, "score = mean - lambda * std of the ensemble's returns "
+          "(0: PDDM's mean)", 0.0, 1e6),
+    Param("cem.iterations", 5, "CEM refits per plan", 1, 1000, read_only=True),
+    Param("cem.num_elites", 50, "CEM elites kept per iteration (<= num_samples)", 1,
+          1_000_000, read_only=True),
+    Param("cem.init_std", 0.5, "CEM initial sampling std", 1e-6, 10.0, read_only=True),
+    Param("cem.min_std", 0.05, "CEM floor of the sampling std", 0.0, 10.0, read_only=True),
+    Param("cem.alpha", 0.0, "CEM smoothing of mean/std between iterations", 0.0, 0.999,
+          read_only=True),
+    Param("gradient.restarts", 8, "gradient planner: sequences optimized in parallel (it "
+          "ignores num_samples)", 1, 100_000, read_only=True),
+    Param("gradient.iterations", 20, "gradient planner: Adam steps per plan", 1, 100_000,
+          read_only=True),
+    Param("gradient.learning_rate", 0.05, "gradient planner: Adam step size", 1e-9, 10.0,
+          read_only=True),
+    Param("gradient.init_std", 0.3, "gradient planner: noise of the restarts around the warm "
+          "start", 0.0, 10.0, read_only=True),
+    Param("exploration.vel_min", 0.05, "random policy: smallest per-step action velocity "
+          "(PDDM 0.05)", 0.0, 2.0, read_only=True),
+    Param("exploration.vel_max", 0.15, "random policy: largest per-step action velocity "
+          "(PDDM 0.15)", 0.0, 2.0, read_only=True),
+    Param("exploration.hold_steps", 2, "random policy: steps each velocity is held (PDDM 2)",
+          1, 1000, read_only=True),
+    Param("exploration.initial_action", "uniform", "random policy: first action of an "
+          "episode, uniform in [-1, 1] (PDDM) or zero (the keyframe pose)",
+          choices=INITIAL_ACTIONS, read_only=True),
+    Param("act_without_schedule", False, "act on states of an episode without a "
+          "goal_schedule (episode 0 of an estimator that never got one: the planner then "
+          "drives the robot on the task's default goals); false: wait for a schedule",
+          read_only=True),
+    Param("state_timeout_s", 0.5, "realtime: hold the last command when the newest state is "
+          "older than this (s; 0 = only the estimator's stale flag)", 0.0, 60.0),
+    Param("torch_threads", 1, "torch intra-op threads (the cores are shared with the trainer)",
+          1, 256, read_only=True),
+    Param("device", "cpu", "torch device of the model and the planner",
+          choices=("cpu", "cuda"), read_only=True),
+    Param("seed", 0, "seed of the planner's sampling and of the exploration (per episode: "
+          "with the episode id)", 0, 2**31 - 1, read_only=True),
+    Param("frame_id", "world", "frame of planned_action and plan markers", read_only=True),
+    Param("joints", list(HAND_JOINT_NAMES), "joint order of joint_commands and planned_action",
+          read_only=True),
+    _ListParam("action_map.mid", [], "action 0 pose (rad, joints order); empty: the simulated "
+               "scene's keyframe", read_only=True),
+    _ListParam("action_map.low", [], "lower joint command limits (rad, joints order); empty: "
+               "the simulated scene's", read_only=True),
+    _ListParam("action_map.high", [], "upper joint command limits (rad, joints order); empty: "
+               "the simulated scene's", read_only=True),
+    Param("action_map.scale", 0.0, "fraction of the range reached at |a| = 1; 0: the scene's "
+          "(PDDM: Baoding 0.9, cube 1.0)", 0.0, 1.0, read_only=True),
+]
+
+
+def planner_settings(values: dict[str, Any]) -> PlannerSettings:
+    """The core planner settings the parameters describe."""
+    name = values["planner"]
+    options: dict[str, Any] = {"horizon": values["horizon"], "num_samples": values["num_samples"],
+                               "risk_lambda": values["risk_lambda"], "seed": values["seed"]}
+    if name == "mppi":
+        options.update(gamma=values["gamma"], beta=values["beta"], sigma=values["sigma"])
+    elif name == "cem":
+        options.update({k: values[f"cem.{k}"] for k in
+                        ("iterations", "num_elites", "init_std", "min_std", "alpha")})
+    elif name == "gradient":
+        options.update(num_samples=values["gradient.restarts"],
+                       **{k: values[f"gradient.{k}"] for k in
+                          ("iterations", "learning_rate", "init_std")})
+    return PlannerSettings(name, options, values["device"])
+
+
+def exploration_config(values: dict[str, Any]) -> ExplorationConfig:
+    return ExplorationConfig(values["exploration.vel_min"], values["exploration.vel_max"],
+                             values["exploration.hold_steps"],
+                             values["exploration.initial_action"])
+
+
+def _check_planner(values: dict[str, Any]) -> str | None:
+    return planner_settings(values).problem()
+
+
+def _check_exploration(values: dict[str, Any]) -> str | None:
+    try:
+        exploration_config(values)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_joints(values: dict[str, Any]) -> str | None:
+    joints = values["joints"]
+    if sorted(joints) != sorted(HAND_JOINT_NAMES):
+        return f"joints must be a permutation of the hand's 24 joints, got {joints}"
+    for key in ("action_map.mid", "action_map.low", "action_map.high"):
+        if len(values[key]) not in (0, len(joints)):
+            return f"{key} needs {len(joints)} values (joints order) or none, got " \
+                   f"{len(values[key])}"
+    low, high = values["action_map.low"], values["action_map.high"]
+    if low and high and not all(lo < hi for lo, hi in zip(low, high, strict=True)):
+        return "action_map.low must be below action_map.high for every joint"
+    return None
+
+
+PARAM_CHECKS = [check_task_params, _check_planner, _check_exploration, _check_joints]
