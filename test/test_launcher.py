@@ -261,6 +261,21 @@ def test_respawn_and_exit_with(tmp_path, fake_prefix):
     assert logs and "talker name=main" in logs[0].read_text()
 
 
+def test_on_exit_shutdown_stops_everything_with_that_nodes_code(tmp_path, fake_prefix):
+    path = _write(tmp_path, """
+        launch:
+        - node: {pkg: fakepkg, exec: talker, name: stays, output: screen}
+        - node: {pkg: fakepkg, exec: quitter, name: job, output: screen, on_exit: shutdown}
+        """)
+    run = Launcher(str(path))
+    try:
+        assert run.finish() == 0
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+    assert run.saw("quitter ran") and run.saw("process [job] finished cleanly")
+
+
 def test_unknown_file_is_a_clean_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mbrl_ros.launch.cli", "launch", str(tmp_path / "none.yaml")],

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from mbrl_ros.launch import launch_file, packages
 from mbrl_ros.launch.process_group import ProcessGroup, install_signal_handlers, node_command
 
 DEMO_LAUNCH = "mbrl_ros demo.launch.yaml"
-DEMO_SECONDS = 15.0
+DEMO_SECONDS = 1800.0  # a safety limit; the demo ends when its experiment does
 
 
 def _split_arguments(items: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="the main job on the simulated hand (make demo)")
     demo.add_argument("items", nargs="*", help="name:=value arguments for demo.launch.yaml")
     demo.add_argument("--duration", type=float, default=DEMO_SECONDS, metavar="SECONDS",
-                      help=f"how long to run (default {DEMO_SECONDS:g})")
+                      help=f"stop after this many seconds at the latest (default "
+                           f"{DEMO_SECONDS:g})")
     args = parser.parse_args(argv)
 
     words, assignments = _split_arguments(args.items)
@@ -86,22 +88,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def demo_main(assignments: dict[str, str], duration: float) -> int:
-    """Runs demo.launch.yaml for ``duration`` seconds, then renders the scene to a picture.
+    """Runs demo.launch.yaml: PDDM's Baoding loop on the demo budget, results in runs/demo.
 
-    (The learning loop joins the demo launch file as its nodes land; see the README.)
+    A previous demo's results are moved to ``runs/<run_name>.previous`` first, so every demo
+    learns from scratch (the trainer would otherwise resume the old dataset).
     """
+    run_dir = Path("runs") / assignments.get("run_name", "demo")
+    if run_dir.exists():
+        previous = run_dir.with_name(run_dir.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        run_dir.rename(previous)
+        print(f"mbrl-ros demo: moved the previous results to {previous}")
     code = _launch(DEMO_LAUNCH, assignments, duration=duration)
     if code != 0:
+        print(f"mbrl-ros demo: the run failed (exit code {code}); logs are listed above",
+              file=sys.stderr)
         return code
-    from mbrl_ros.sim import render
-
-    task = assignments.get("task", "baoding")
-    out = Path("runs") / "demo" / f"{task}_keyframe.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    render.main(["--scene", task, "--steps", "10",
-                 "--every", "5", "--out", str(out)])
-    print(f"demo finished: the simulated hand ran for {duration:g} s; a rendered picture of "
-          f"the scene is in {out.resolve()}")
+    print(f"demo finished: results in {run_dir.resolve()}/ (metrics.csv, learning_curve.png, "
+          f"rollout_latest.*, config.yaml; the trainer's dataset and models in dataset/)")
     return 0
 
 

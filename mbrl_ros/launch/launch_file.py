@@ -9,7 +9,8 @@ The supported subset (identical meaning under ``ros2 launch``):
 - ``node``: ``pkg``, ``exec``, ``name``, ``namespace``, ``param`` (list of ``from`` files or
   ``name``/``value`` pairs), ``remap`` (list of ``from``/``to``), ``args``, ``ros_args``,
   ``env`` (list of ``name``/``value``), ``output`` (screen | log | both), ``respawn``,
-  ``respawn_delay``
+  ``respawn_delay``, ``on_exit: shutdown`` (when this node ends, everything stops and the
+  launcher returns its exit code)
 - on every action: ``if`` and ``unless`` (true/false/1/0 after substitution)
 - substitutions: see ``substitutions.SUPPORTED``
 
@@ -51,6 +52,7 @@ class NodeSpec:
     output: str = "log"
     respawn: bool = False
     respawn_delay: float = 0.0
+    on_exit_shutdown: bool = False
 
     @property
     def label(self) -> str:
@@ -75,7 +77,7 @@ _ACTION_KEYS = {
     "include": {"file", "arg"},
     "node": {
         "pkg", "exec", "name", "namespace", "param", "remap", "args", "ros_args", "env",
-        "output", "respawn", "respawn_delay",
+        "output", "respawn", "respawn_delay", "on_exit",
     },
 }
 _CONDITION_KEYS = {"if", "unless"}
@@ -205,6 +207,10 @@ def _node(body: dict, ctx: Context, where: str) -> NodeSpec:
             raise LaunchFileError(f"{where}: respawn_delay must be a number") from exc
         if node.respawn_delay < 0:
             raise LaunchFileError(f"{where}: respawn_delay must be >= 0")
+    if "on_exit" in body:
+        if _text(body, "on_exit", ctx, where) != "shutdown":
+            raise LaunchFileError(f"{where}: on_exit supports only 'shutdown'")
+        node.on_exit_shutdown = True
     return node
 
 

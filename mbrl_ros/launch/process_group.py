@@ -171,7 +171,7 @@ class ProcessGroup:
                     continue
                 if proc.restart_at is None and proc.proc is not None:
                     self._report_exit(proc, code)
-                    if proc.node.label == self.exit_with:
+                    if proc.node.label == self.exit_with or proc.node.on_exit_shutdown:
                         self.exit_code = code
                         return
                     if proc.node.respawn:

@@ -61,3 +61,9 @@ def marker(primitive, marker_id: int, frame_id: str, stamp: Time) -> Marker:
     m.color.r, m.color.g, m.color.b, m.color.a = (float(v) for v in primitive.rgba)
     m.text = primitive.name
     return m
+
+
+#: History depth of topics whose every sample is recorded (task_state, planned_action): a
+#: reliable writer can only resend a sample lost on the way (a full socket buffer on a busy
+#: machine) while it is still in its history, so keep a few seconds of the control stream.
+RECORDED_QOS_DEPTH = 200

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 # Levels as ints (the message field is a single byte).
@@ -31,7 +32,8 @@ class Diagnostics:
         self._lock = threading.Lock()
         self.problems: dict[str, int] = {}
         self.last_problem = ""
-        node.create_timer(period, self.publish)
+        # Wall-clock period: under sim time a paused lockstep clock must not silence health.
+        node.create_timer(period, self.publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def problem(self, kind: str, message: str) -> None:
         """Count and log a rejected input or fault, and publish a WARN status at once."""

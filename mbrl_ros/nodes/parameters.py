@@ -9,6 +9,7 @@ keeps a plain-dict snapshot that the node's own code reads.
 
 from __future__ import annotations
 
+import array
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +58,7 @@ class Param:
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is unacceptable, or None. (rcl checks types and ranges as well;
         this also covers NaN, choices and the start-up path.)"""
+        value = plain(value)
         if isinstance(self.default, float) and isinstance(value, (int, float)):
             if isinstance(value, bool) or not math.isfinite(float(value)):
                 return f"{self.name} must be a finite number, got {value!r}"
@@ -74,6 +76,11 @@ class Param:
         ):
             return f"{self.name} has non-finite entries"
         return None
+
+
+def plain(value: Any) -> Any:
+    """rclpy hands numeric arrays over as ``array.array``; the schema speaks lists."""
+    return value.tolist() if isinstance(value, array.array) else value
 
 
 class ParameterSet:
@@ -108,7 +115,7 @@ class ParameterSet:
 
     def _declare(self, p: Param) -> Any:
         try:
-            value = self._node.declare_parameter(p.name, p.default, p.descriptor()).value
+            value = plain(self._node.declare_parameter(p.name, p.default, p.descriptor()).value)
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
             self._reject(f"parameter {p.name} rejected at start-up ({exc}); using default "
                          f"{p.default!r}")
@@ -138,7 +145,7 @@ class ParameterSet:
             problem = spec.problem(param.value)
             if problem:
                 return self._refuse(problem)
-            proposed[param.name] = param.value
+            proposed[param.name] = plain(param.value)
         problem = self._cross_check(proposed)
         if problem:
             return self._refuse(problem)

@@ -72,7 +72,7 @@ PARAMS = [
           choices=("clamp", "reject")),
     Param("frame_id", "world", "frame of poses and markers", read_only=True),
     Param("marker_rate_hz", 2.0, "scene MarkerArray rate (0 = off)", 0.0, 30.0),
-    Param("lockstep_republish_s", 1.0, "lockstep: wall seconds without a command before the "
+    Param("lockstep_republish_s", 2.0, "lockstep: wall seconds without a command before the "
           "current state is published again (a lost message cannot stall the loop)", 0.05, 60.0),
     Param("tracker_reports_velocity", False, "object_states carry twists (a mocap tracker "
           "usually measures poses only; the estimator then estimates velocities)"),

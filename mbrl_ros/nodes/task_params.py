@@ -9,7 +9,8 @@ Defaults are PDDM's task definitions placed in this stack's simulated scene: PDD
 ellipse (radii, period, direction) centred where the balls rest in our palm
 (``mbrl_ros.sim.BAODING_TARGET_ELLIPSE``), and drop heights measured in our world frame
 (balls rest at z = 0.156 m in the palm, lie at 0.028 m on the floor; PDDM's 0.06 m was in
-its own frame). On a real hand set them in the tracker's frame.
+its own frame; the cube's position is its offset from the start pose, as in PDDM, so PDDM's
+-0.1 m holds). On a real hand set them in the tracker's frame.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ TASK_PARAMS = [
           "episode over", -10.0, 10.0, read_only=True),
     Param("cube.hold_steps", 35, "steps each goal orientation is held", 1, 100000,
           read_only=True),
-    Param("cube.drop_height", 0.10, "a cube below this z (m) is dropped", -10.0, 10.0,
-          read_only=True),
+    Param("cube.drop_height", -0.1, "a cube whose z offset from its start position (m, the "
+          "state's cube_pos, as PDDM) is below this is dropped", -10.0, 10.0, read_only=True),
 ]
 
 

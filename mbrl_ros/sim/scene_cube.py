@@ -123,6 +123,7 @@ def build_cube(physics: HandPhysics | None = None) -> CubeScene:
 
     cube = spec.worldbody.add_body(name="cube", pos=CUBE_SPAWN_POS)
     cube.explicitinertial = True
+    cube.ipos, cube.iquat = (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0)  # centre of mass = centre
     cube.mass = CUBE_MASS
     cube.inertia = (CUBE_INERTIA,) * 3
     contact = dict(friction=MUJOCO_DEFAULT_FRICTION, margin=0.0, condim=3)
