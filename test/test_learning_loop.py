@@ -2,7 +2,8 @@
 
 Simulator, estimator, trainer, planner and experiment manager are started by
 ``mbrl-ros launch mbrl_ros baoding.launch.yaml`` exactly as ``make demo`` does, with an
-overrides file that shrinks the budget (short episodes, small ensemble and sample count).
+overrides file that shrinks the budget (short episodes, small ensemble and sample count)
+and makes the task easy: Baoding targets that stand still next to the resting balls.
 """
 
 from __future__ import annotations
@@ -27,16 +28,20 @@ OVERRIDES = f"""
 /**:
   ros__parameters:
     episode_length: {EPISODE_LENGTH}
+    baoding:
+      period: 100000                    # the easy setting: targets that (almost) stand still
 /**/dynamics_trainer:
   ros__parameters:
     ensemble:
       members: 2
       hidden: [128, 128]
     train:
-      epochs: 30
+      epochs: 60
+      batch_size: 64
 /**/mpc_planner:
   ros__parameters:
     num_samples: 200
+    sigma: 0.3                          # gentle sampling around the (still young) plan
 /**/experiment:
   ros__parameters:
     random_rollouts: {RANDOM}

@@ -66,8 +66,9 @@ PARAMS = [
           "(PDDM 0.15)", 0.0, 2.0, read_only=True),
     Param("exploration.hold_steps", 2, "random policy: steps each velocity is held (PDDM 2)",
           1, 1000, read_only=True),
-    Param("exploration.initial_action", "uniform", "random policy: first action of an "
-          "episode, uniform in [-1, 1] (PDDM) or zero (the keyframe pose)",
+    Param("exploration.initial_action", "zero", "random policy: first action of an "
+          "episode, zero (the keyframe pose; a robot starts where it is) or uniform in "
+          "[-1, 1] (PDDM's code: a jump of all joints that drops the balls at once)",
           choices=INITIAL_ACTIONS, read_only=True),
     Param("act_without_schedule", False, "act on states of an episode without a "
           "goal_schedule (episode 0 of an estimator that never got one: the planner then "

@@ -20,10 +20,11 @@ def _iteration_means(rows: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarr
 
 
 def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Save a two-panel PNG (score, drop rate) of ``metrics.csv`` rows; returns its path.
+    """Save a three-panel PNG (score, return, steps kept) of ``metrics.csv`` rows.
 
     Dots: single episodes (grey: random policy, blue: MPC); line: mean of the MPC episodes
     of each iteration, at the amount of data collected by then; dashed: random mean.
+    Returns its path.
     """
     import matplotlib
 
@@ -32,11 +33,13 @@ def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     random_rows = [r for r in rows if r["policy"] == "random"]
     mpc_rows = [r for r in rows if r["policy"] == "mpc"]
-    for ax, key, label in ((axes[0], "score", "score (PDDM: -(d1+d2) per step)"),
-                           (axes[1], "return", "return (sum of rewards)")):
+    panels = ((axes[0], "score", "score (PDDM's, mean per step until a drop)"),
+              (axes[1], "return", "return (sum of rewards)"),
+              (axes[2], "steps", "steps before the episode ended (drop)"))
+    for ax, key, label in panels:
         for sel, colour, name in ((random_rows, "0.6", "random policy"),
                                   (mpc_rows, "tab:blue", "MPC episode")):
             if sel:
