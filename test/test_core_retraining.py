@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from mbrl_ros.core.dataset import EpisodeDataset
 from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
@@ -20,12 +19,7 @@ A_MAT = np.array([[0.9, 0.1, 0.0], [-0.1, 0.95, 0.05], [0.0, 0.2, 0.8]])
 B_MAT = np.array([[0.5, 0.0], [0.0, 0.3], [0.2, -0.1]])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def linear_dataset(root, episodes: int, length: int = 20) -> EpisodeDataset:

@@ -26,12 +26,7 @@ A_MAT = torch.tensor([[0.9, 0.1, 0.0], [-0.1, 0.95, 0.05], [0.0, 0.2, 0.8]])
 B_MAT = torch.tensor([[0.5, 0.0], [0.0, 0.3], [0.2, -0.1]])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def linear_batch(n: int, seed: int, noise_std: float = 0.0) -> TransitionBatch:

@@ -175,9 +175,6 @@ class StateEstimatorNode(Node):
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.diagnostics = Diagnostics(self, self._health, hardware_id=f"task:{self.task.name}")
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        # Diagnostics' own timer runs on ROS time, which stands still in a paused lockstep
-        # run; health is also reported on the wall clock.
-        self.create_timer(1.0, self.diagnostics.publish, clock=steady)
         self._wait_timer = self.create_timer(max(p["object_wait_s"], 1e-3), self._on_wait_over,
                                              clock=steady)
         self._wait_timer.cancel()

@@ -382,14 +382,11 @@ class ExperimentNode(Node):
                 from mbrl_ros.sim.replay import save_rollout
 
                 out = save_rollout(self.run_dir / "rollout_latest.mp4", self.task.name,
-                                   last_mpc[0], self._goal_rows(last_mpc[1]),
+                                   last_mpc[0], last_mpc[1],
                                    frames=p["render_frames"])
                 self.get_logger().info(f"rendered the latest MPC episode to {out}")
             except Exception as exc:  # a picture must not stop the run
                 self.get_logger().warning(f"could not render the rollout: {exc}")
-
-    def _goal_rows(self, goals: np.ndarray) -> np.ndarray:
-        return goals.reshape(len(goals), -1)
 
     def _print_episode(self, row: dict[str, Any], index: int, total: int) -> None:
         plan = ""

@@ -6,7 +6,6 @@ positions/angles, goals), not MuJoCo's full state; kinematics is enough for a pi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import mujoco
@@ -60,7 +59,3 @@ def save_rollout(path: str | Path, task: str, states: np.ndarray,
     images = replay_frames(task, states, goals, every=every, size=size)
     return write_video(path, images, fps=max(1.0, 10.0 / every), columns=min(5, len(images)))
 
-
-def contact_strip(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Side-by-side strip of equally sized images (one row)."""
-    return np.concatenate(list(images), axis=1)
