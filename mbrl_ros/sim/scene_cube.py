@@ -147,10 +147,12 @@ def build_cube(physics: HandPhysics | None = None) -> CubeScene:
         cube.add_joint(name=name, type=mujoco.mjtJoint.mjJNT_SLIDE, axis=axis,
                        range=(-0.5, 0.5), limited=mujoco.mjtLimited.mjLIMITED_TRUE,
                        damping=0.001, armature=0.0, frictionloss=0.0, margin=0.0)
+    # Three hinges are Euler angles: at ry = +-pi/2 (gimbal lock) their mass matrix is
+    # singular. A little armature (1.5% of the cube's inertia) keeps it invertible.
     for name, axis in (("OBJRx", (1, 0, 0)), ("OBJRy", (0, 1, 0)), ("OBJRz", (0, 0, 1))):
         cube.add_joint(name=name, type=mujoco.mjtJoint.mjJNT_HINGE, axis=axis,
                        limited=mujoco.mjtLimited.mjLIMITED_FALSE, damping=0.001,
-                       armature=0.0, frictionloss=0.0, margin=0.0)
+                       armature=1e-6, frictionloss=0.0, margin=0.0)
 
     target = spec.worldbody.add_body(name="target", mocap=True, pos=TARGET_POS)
     target.add_geom(name="target", type=mujoco.mjtGeom.mjGEOM_BOX, size=(0.026,) * 3,
