@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, Twist
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import Marker
 
 NS_PER_S = 1_000_000_000
@@ -18,6 +19,22 @@ def time_from_ns(ns: int) -> Time:
 
 def ns_from_time(stamp: Time) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def schedule_goals(msg, task: str, goal_dim: int) -> np.ndarray:
+    """The goal rows ``[T, goal_dim]`` of a ``GoalSchedule``; ValueError naming the problem.
+
+    ``task`` empty: the schedule's task is not checked.
+    """
+    if task and msg.task and msg.task != task:
+        raise ValueError(f"schedule for task '{msg.task}', this is '{task}'")
+    goals = np.asarray(msg.goals, dtype=np.float64)
+    if msg.goal_dim != goal_dim or goals.size == 0 or goals.size % goal_dim:
+        raise ValueError(f"goal_dim {msg.goal_dim} with {goals.size} values; the task needs "
+                         f"rows of {goal_dim}")
+    if not np.all(np.isfinite(goals)):
+        raise ValueError("non-finite goals")
+    return goals.reshape(-1, goal_dim)
 
 
 def finite_vector(values: Sequence[float], size: int, what: str) -> np.ndarray:
@@ -67,3 +84,7 @@ def marker(primitive, marker_id: int, frame_id: str, stamp: Time) -> Marker:
 #: reliable writer can only resend a sample lost on the way (a full socket buffer on a busy
 #: machine) while it is still in its history, so keep a few seconds of the control stream.
 RECORDED_QOS_DEPTH = 200
+
+#: QoS of the latched topics (goal_schedule, model_update): a late subscriber gets the newest.
+LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         reliability=ReliabilityPolicy.RELIABLE)

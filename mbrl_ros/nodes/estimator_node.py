@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 
@@ -165,13 +164,11 @@ class StateEstimatorNode(Node):
                            before_episode=0, after_episode=0, same_step=0, no_objects=0)
         self._last_trouble = -1e9  # time.monotonic() of the last dropout or refused reading
 
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
         self.pub_state = self.create_publisher(TaskState, "task_state", conv.RECORDED_QOS_DEPTH)
         self.pub_latency = self.create_publisher(Float64, "~/latency_ms", 10)
         self.create_subscription(JointState, "joint_states", self._on_joints, 10)
         self.create_subscription(ObjectStates, "object_states", self._on_objects, 10)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, latched)
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.diagnostics = Diagnostics(self, self._health, hardware_id=f"task:{self.task.name}")
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -352,13 +349,10 @@ class StateEstimatorNode(Node):
 
     def _on_schedule(self, msg: GoalSchedule) -> None:
         try:
-            if msg.task and msg.task != self.task.name:
-                raise ValueError(f"schedule for task '{msg.task}', this is '{self.task.name}'")
-            if msg.goal_dim != self.task.goal_dim:
-                raise ValueError(f"goal_dim {msg.goal_dim}, the task needs {self.task.goal_dim}")
+            goals = conv.schedule_goals(msg, self.task.name, self.task.goal_dim)
             clock = EpisodeClock.from_schedule(
                 conv.ns_from_time(msg.header.stamp), self.period_s, msg.episode_id,
-                msg.episode_length, msg.goals, msg.goal_dim)
+                msg.episode_length, goals, msg.goal_dim)
         except ValueError as exc:
             self.diagnostics.problem("goal_schedule", f"{exc}; schedule ignored")
             return

@@ -27,11 +27,11 @@ from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64
 
 from mbrl_ros.core.experiment_plan import Budget, Step, pddm_plan
 from mbrl_ros.msg import GoalSchedule, PlannedAction, TaskState, TrainingMetrics
+from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
@@ -102,9 +102,7 @@ class ExperimentNode(Node):
                              p["random_rollouts_per_iteration"])
         self.exit_code = 0
         group = ReentrantCallbackGroup()
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_schedule = self.create_publisher(GoalSchedule, "goal_schedule", latched)
+        self.pub_schedule = self.create_publisher(GoalSchedule, "goal_schedule", conv.LATCHED_QOS)
         self.pub_numbers = {k: self.create_publisher(Float64, f"~/{k}", 10)
                             for k in ("score", "return", "tracking_error")}
         self.create_subscription(TaskState, "task_state", self._on_state, 50,

@@ -28,7 +28,6 @@ from geometry_msgs.msg import Point
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.timer import Timer
 from std_msgs.msg import Float64, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
@@ -95,8 +94,6 @@ class MpcPlannerNode(Node):
         self._misses: deque[tuple[float, int]] = deque()
         self.rejected_models = 0
 
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
         self.pub_command = self.create_publisher(Float64MultiArray, "joint_commands", 10)
         self.pub_planned = self.create_publisher(PlannedAction, "planned_action",
                                                  conv.RECORDED_QOS_DEPTH)
@@ -120,9 +117,9 @@ class MpcPlannerNode(Node):
         self._ticks = MutuallyExclusiveCallbackGroup()
         self.create_subscription(TaskState, "task_state", self._on_state, 10,
                                  callback_group=inputs)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, latched,
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS,
                                  callback_group=inputs)
-        self.create_subscription(ModelUpdate, "model_update", self._on_model, latched,
+        self.create_subscription(ModelUpdate, "model_update", self._on_model, conv.LATCHED_QOS,
                                  callback_group=models)
         self.create_service(GetStatus, "~/get_status", self._on_get_status)
         self._timer: Timer | None = None
@@ -184,20 +181,12 @@ class MpcPlannerNode(Node):
 
     def _on_schedule(self, msg: GoalSchedule) -> None:
         try:
-            if msg.task and msg.task != self.task.name:
-                raise ValueError(f"schedule for task '{msg.task}', planning '{self.task.name}'")
-            g = self.task.goal_dim
-            goals = np.asarray(msg.goals, dtype=np.float64)
-            if msg.goal_dim != g or goals.size == 0 or goals.size % g:
-                raise ValueError(f"goal_dim {msg.goal_dim} with {goals.size} values; the task "
-                                 f"needs rows of {g}")
-            if not np.all(np.isfinite(goals)):
-                raise ValueError("non-finite goals")
+            goals = conv.schedule_goals(msg, self.task.name, self.task.goal_dim)
         except ValueError as exc:
             self.diagnostics.problem("goal_schedule", f"{exc}; schedule ignored")
             return
         with self._schedule_lock:
-            self._schedules[int(msg.episode_id)] = (goals.reshape(-1, g), int(msg.episode_length))
+            self._schedules[int(msg.episode_id)] = (goals, int(msg.episode_length))
             while len(self._schedules) > KEPT_SCHEDULES:
                 del self._schedules[min(self._schedules)]
             waiting, self._unscheduled = self._unscheduled, None

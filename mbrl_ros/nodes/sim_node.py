@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -112,14 +111,12 @@ class ShadowHandSimNode(Node):
         self._rtf = 0.0
         self._rtf_window: tuple[float, int] = (time.monotonic(), 0)
 
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
         self.pub_joints = self.create_publisher(JointState, "joint_states", 10)
         self.pub_objects = self.create_publisher(ObjectStates, "object_states", 10)
         self.pub_markers = self.create_publisher(MarkerArray, "scene_markers", 1)
         self.pub_clock = self.create_publisher(ClockMsg, "/clock", 10) if self.lockstep else None
         self.create_subscription(Float64MultiArray, "joint_commands", self._on_command, 10)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, latched)
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS)
         self.create_service(ResetEpisode, "reset_episode", self._on_reset)
         self.create_service(SetGoal, "set_goal", self._on_set_goal)
         self.create_service(GetGoal, "get_goal", self._on_get_goal)
@@ -161,18 +158,12 @@ class ShadowHandSimNode(Node):
 
     def _on_schedule(self, msg: GoalSchedule) -> None:
         try:
-            goal_size = int(np.prod(self.sim.scene.goal_shape))
-            goals = np.asarray(msg.goals, dtype=np.float64)
-            if msg.goal_dim != goal_size or goals.size == 0 or goals.size % goal_size:
-                raise ValueError(f"goal_dim {msg.goal_dim} with {goals.size} values; this "
-                                 f"scene needs goals of {goal_size}")
-            if not np.all(np.isfinite(goals)):
-                raise ValueError("non-finite goals")
+            goals = conv.schedule_goals(msg, "", int(np.prod(self.sim.scene.goal_shape)))
         except ValueError as exc:
             self.diagnostics.problem("goal_schedule", str(exc))
             return
         with self._lock:
-            self._schedule = goals.reshape(-1, goal_size)
+            self._schedule = goals
             self._apply_schedule()
 
     def _apply_schedule(self) -> None:

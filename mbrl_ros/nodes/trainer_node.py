@@ -30,7 +30,6 @@ from diagnostic_msgs.msg import KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64
 
 from mbrl_ros.core.dataset import EpisodeDataset
@@ -155,11 +154,9 @@ class DynamicsTrainerNode(Node):
         self._current: StoredModel | None = None
         self.version = self.store.newest_version
 
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
         record = MutuallyExclusiveCallbackGroup()
         serve = ReentrantCallbackGroup()
-        self.pub_model = self.create_publisher(ModelUpdate, "model_update", latched)
+        self.pub_model = self.create_publisher(ModelUpdate, "model_update", conv.LATCHED_QOS)
         self.pub_metrics = self.create_publisher(TrainingMetrics, "~/metrics", 10)
         self.pub_numbers = {name: self.create_publisher(Float64, f"~/{name}", 10) for name in (
             "train_loss", "val_loss", "val_one_step_mse", "val_disagreement", "num_transitions")}
@@ -169,7 +166,7 @@ class DynamicsTrainerNode(Node):
                                  callback_group=record)
         self.create_subscription(PlannedAction, "planned_action", self._on_action, RECORD_DEPTH,
                                  callback_group=record)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, latched,
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS,
                                  callback_group=record)
         # Wall-clock timers: a paused lockstep clock (sim time) must not stop the bookkeeping.
         steady = Clock(clock_type=ClockType.STEADY_TIME)

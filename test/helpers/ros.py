@@ -31,9 +31,9 @@ def spinning_node(name: str) -> Iterator:
         yield node
     finally:
         executor.shutdown()
+        thread.join(timeout=5)  # the spin thread must be gone before the node is destroyed
         node.destroy_node()
         rclpy.shutdown(context=context)
-        thread.join(timeout=5)
 
 
 def start_process(args: list[str], **kwargs) -> subprocess.Popen:
