@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -30,7 +31,10 @@ def run_node(make_node: Callable[[], Node], num_threads: int = 1) -> int:
     executor = (SingleThreadedExecutor() if num_threads == 1
                 else MultiThreadedExecutor(num_threads=num_threads))
 
+    stopping = threading.Event()
+
     def stop(*_: object) -> None:
+        stopping.set()
         executor.wake()
         rclpy.try_shutdown()
 
@@ -44,6 +48,11 @@ def run_node(make_node: Callable[[], Node], num_threads: int = 1) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A callback racing the shutdown may touch a handle rclpy just invalidated; once a
+        # stop was requested that is part of stopping, not a failure of the node.
+        if not stopping.is_set():
+            raise
     finally:
         if node is not None:
             code = int(getattr(node, "exit_code", 0))

@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from mbrl_ros.core.model_store import ModelStore, StoredModel
 from mbrl_ros.core.recorder import RecordedEpisode, TransitionRecorder, task_reward_fn
 from mbrl_ros.core.retraining import RetrainOutcome, RetrainSettings, retrain
 from mbrl_ros.core.serialization import model_from_bytes
-from mbrl_ros.core.tasks import double_by_ball_swap
+from mbrl_ros.core.tasks import Task, double_by_ball_swap
 from mbrl_ros.core.training import TrainConfig
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
@@ -101,6 +102,27 @@ ACTION_TOLERANCE = 1e-6
 RECORD_DEPTH = 200
 WRITE_RETRY_S = 5.0
 _NAN = float("nan")
+
+
+def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
+                     from_scratch: bool = False) -> RetrainSettings:
+    """The core retraining settings the trainer's parameter values ``p`` describe
+    (``epochs`` 0: the ``train.epochs`` parameter; ``from_scratch`` or ``train.from_scratch``)."""
+    architecture = EnsembleConfig(
+        state_dim=task.state_dim, action_dim=task.action_dim,
+        num_members=p["ensemble.members"], hidden_sizes=tuple(p["ensemble.hidden"]),
+        activation=p["ensemble.activation"], probabilistic=p["ensemble.probabilistic"])
+    train = TrainConfig(
+        lr=p["train.lr"], batch_size=p["train.batch_size"],
+        epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
+        from_scratch=from_scratch or p["train.from_scratch"],
+        seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
+    augment = (double_by_ball_swap if task.name == "baoding" and p["train.ball_swap"]
+               else None)
+    return RetrainSettings(
+        architecture=architecture, train=train, val_fraction=p["train.val_fraction"],
+        split_seed=p["train.seed"], augment=augment, eval_horizon=p["eval_horizon"],
+        max_val_mse=p["max_val_loss"])
 
 
 def _hidden_check(values: dict[str, Any]) -> str | None:
@@ -258,26 +280,14 @@ class DynamicsTrainerNode(Node):
         self._publish_count()
 
     def _publish_count(self) -> None:
+        if not self.context.ok():  # stored while shutting down: nobody to tell
+            return
         count = float(self.dataset.num_transitions)
         self.pub_numbers["num_transitions"].publish(Float64(data=count))
 
     # ----- training -----------------------------------------------------------------------
     def _settings(self, p: dict[str, Any], req: TrainModel.Request) -> RetrainSettings:
-        architecture = EnsembleConfig(
-            state_dim=self.task.state_dim, action_dim=self.task.action_dim,
-            num_members=p["ensemble.members"], hidden_sizes=tuple(p["ensemble.hidden"]),
-            activation=p["ensemble.activation"], probabilistic=p["ensemble.probabilistic"])
-        train = TrainConfig(
-            lr=p["train.lr"], batch_size=p["train.batch_size"],
-            epochs=int(req.epochs) or p["train.epochs"], input_noise=p["train.input_noise"],
-            from_scratch=bool(req.from_scratch) or p["train.from_scratch"],
-            seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
-        augment = (double_by_ball_swap if self.task.name == "baoding" and p["train.ball_swap"]
-                   else None)
-        return RetrainSettings(
-            architecture=architecture, train=train, val_fraction=p["train.val_fraction"],
-            split_seed=p["train.seed"], augment=augment, eval_horizon=p["eval_horizon"],
-            max_val_mse=p["max_val_loss"])
+        return retrain_settings(self.task, p, int(req.epochs), bool(req.from_scratch))
 
     def _on_train(self, req: TrainModel.Request, res: TrainModel.Response):
         p = self.params.snapshot()
