@@ -15,6 +15,7 @@ from mbrl_ros.core.evaluation import (
     disagreement_error_correlation,
     one_step_errors,
     open_loop_errors,
+    open_loop_predictions,
     open_loop_starts,
     rank_data,
     spearman,
@@ -243,6 +244,29 @@ def test_open_loop_on_trained_model_grows_with_horizon():
     curves = open_loop_errors(model, linear_episodes(num=5, length=20, seed=14), horizon=8)
     assert curves.member_mse.shape == (3, 8)
     assert curves.member_mean_mse[-1] > curves.member_mean_mse[0]
+
+
+def test_open_loop_predictions_are_what_the_errors_score_and_keep_fixes_fields():
+    episodes = linear_episodes(num=3, length=10, seed=15)
+    model = linear_model([A_MAT, A_MAT + 0.05 * torch.eye(S)])
+    horizon = 5
+    roll = open_loop_predictions(model, episodes, horizon)
+    starts = open_loop_starts(episodes, horizon)
+    assert roll.predicted.shape == (horizon, 2, len(starts), S)
+    assert torch.equal(roll.starts, starts)
+    rows = starts[None, :] + torch.arange(horizon)[:, None]
+    assert torch.equal(roll.truth, episodes.next_state[rows])
+    curves = open_loop_errors(model, episodes, horizon)
+    err2 = (roll.predicted - roll.truth[:, None]).pow(2)
+    torch.testing.assert_close(err2.mean(dim=(2, 3)).T.double(), curves.member_mse)
+    # Keeping field 0 at the recorded value: exact there, and fed back into the next step.
+    kept = open_loop_predictions(model, episodes, horizon, keep=slice(0, 1))
+    torch.testing.assert_close(kept.predicted[..., 0],
+                               kept.truth[:, None, :, 0].expand(-1, 2, -1))
+    assert not torch.allclose(kept.predicted[1:, 1, :, 1:], roll.predicted[1:, 1, :, 1:])
+    kept_curves = open_loop_errors(model, episodes, horizon, keep=slice(0, 1))
+    kept_err2 = (kept.predicted - kept.truth[:, None]).pow(2)
+    torch.testing.assert_close(kept_err2.mean(dim=(2, 3)).T.double(), kept_curves.member_mse)
 
 
 def test_open_loop_starts_respect_episode_boundaries():

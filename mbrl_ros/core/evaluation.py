@@ -7,6 +7,7 @@ over the horizon.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,29 @@ def open_loop_starts(batch: TransitionBatch, horizon: int) -> Tensor:
     return first[ok]
 
 
+def _open_loop_steps(
+    model: EnsembleDynamics, batch: TransitionBatch, horizon: int, keep: slice | None
+) -> tuple[Tensor, Iterator[tuple[Tensor, Tensor]]]:
+    """Valid starts ``[M]`` and, lazily for h = 1..horizon, each member's own h-step
+    prediction ``[E, M, S]`` with the recorded state it predicts ``[M, S]``."""
+    state, action, next_state = _model_tensors(model, batch)
+    starts = open_loop_starts(batch, horizon).to(model.device)
+    if starts.numel() == 0:
+        raise ValueError(f"no episode segment in the batch is {horizon} steps long")
+    rows = starts[:, None] + torch.arange(horizon, device=model.device)  # [M, H]
+
+    def steps() -> Iterator[tuple[Tensor, Tensor]]:
+        current: Tensor = state[starts]  # [M, S] first, then [E, M, S]
+        for h in range(horizon):
+            truth = next_state[rows[:, h]]
+            current = model.predict(current, action[rows[:, h]])
+            if keep is not None:
+                current[..., keep] = truth[:, keep]
+            yield current, truth
+
+    return starts, steps()
+
+
 @dataclass(frozen=True)
 class OpenLoopErrors:
     """Compounding-error curves: entry ``h-1`` is the MSE (raw state units, or z-scored
@@ -91,7 +115,11 @@ class OpenLoopErrors:
 
 @torch.no_grad()
 def open_loop_errors(
-    model: EnsembleDynamics, batch: TransitionBatch, horizon: int, normalized: bool = False
+    model: EnsembleDynamics,
+    batch: TransitionBatch,
+    horizon: int,
+    normalized: bool = False,
+    keep: slice | None = None,
 ) -> OpenLoopErrors:
     """H-step prediction error from every start that has ``horizon`` recorded steps ahead.
 
@@ -99,22 +127,21 @@ def open_loop_errors(
     ``a_t..a_{t+h-1}``; its prediction is compared with the recorded ``next_state`` of step
     ``t+h-1``. Only starts valid for the full horizon are used, so every point of the curve
     averages over the same starts. ``batch`` must hold whole episodes in step order (as
-    :meth:`EpisodeDataset.batch` returns them).
+    :meth:`EpisodeDataset.batch` returns them). ``keep``: state fields taken from the
+    recorded states instead of predicted at every step (a planner writes the scheduled goal
+    into its predicted states); they then count as exact.
     """
-    state, action, next_state = _model_tensors(model, batch)
-    starts = open_loop_starts(batch, horizon).to(model.device)
-    if starts.numel() == 0:
-        raise ValueError(f"no episode segment in the batch is {horizon} steps long")
-    weight = model.delta_normalizer.std.pow(-2) if normalized else torch.ones_like(state[0])
-    rows = starts[:, None] + torch.arange(horizon, device=model.device)  # [M, H]
+    starts, steps = _open_loop_steps(model, batch, horizon, keep)
+    weight = model.delta_normalizer.std.pow(-2) if normalized else None
     member_mse = torch.empty(model.num_members, horizon, device=model.device, dtype=torch.float64)
     ensemble_mse = torch.empty(horizon, device=model.device, dtype=torch.float64)
-    current: Tensor = state[starts]  # [M, S] first, then [E, M, S]
-    for h in range(horizon):
-        current = model.predict(current, action[rows[:, h]])
-        truth = next_state[rows[:, h]]
-        member_mse[:, h] = ((current - truth).pow(2) * weight).mean(dim=(1, 2)).double()
-        ensemble_mse[h] = ((current.mean(dim=0) - truth).pow(2) * weight).mean().double()
+    for h, (current, truth) in enumerate(steps):
+        err2 = (current - truth).pow(2)
+        mean_err2 = (current.mean(dim=0) - truth).pow(2)
+        if weight is not None:
+            err2, mean_err2 = err2 * weight, mean_err2 * weight
+        member_mse[:, h] = err2.mean(dim=(1, 2)).double()
+        ensemble_mse[h] = mean_err2.mean().double()
     member_mse = member_mse.cpu()
     return OpenLoopErrors(
         horizons=torch.arange(1, horizon + 1),
@@ -123,6 +150,28 @@ def open_loop_errors(
         ensemble_mse=ensemble_mse.cpu(),
         num_starts=int(starts.numel()),
     )
+
+
+@dataclass(frozen=True)
+class OpenLoopPredictions:
+    """Every member's own open-loop predictions from every valid start (for per-field or
+    per-start analysis): ``predicted[h-1]`` is the state after ``h`` recorded actions."""
+
+    starts: Tensor  # [M] batch rows where the windows start
+    predicted: Tensor  # [H, E, M, S]
+    truth: Tensor  # [H, M, S] the recorded states predicted
+
+
+@torch.no_grad()
+def open_loop_predictions(
+    model: EnsembleDynamics, batch: TransitionBatch, horizon: int, keep: slice | None = None
+) -> OpenLoopPredictions:
+    """The rollouts :func:`open_loop_errors` scores, kept whole (``H x E x M x S`` values:
+    mind the memory on large batches)."""
+    starts, steps = _open_loop_steps(model, batch, horizon, keep)
+    predicted, truth = zip(*steps, strict=True)
+    return OpenLoopPredictions(starts=starts, predicted=torch.stack(predicted),
+                               truth=torch.stack(truth))
 
 
 @torch.no_grad()
