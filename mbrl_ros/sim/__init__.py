@@ -2,7 +2,8 @@
 
 Main entry points: ``HandSim`` (reset / set_goal / set_joint_targets / step / geometry),
 the scene registry (``SCENES``, ``register_scene``, ``build_scene``), PDDM's
-``ActionMap``, ``RealismConfig`` and, for pictures, ``mbrl_ros.sim.render``.
+``ActionMap``, ``RealismConfig``, for pictures ``mbrl_ros.sim.render``, and ``HandEnv``
+(the gymnasium environment, imported on first use: it pulls in gymnasium and torch).
 """
 
 from mbrl_ros.sim.gl_backend import select_gl_backend
@@ -45,6 +46,7 @@ __all__ = [
     "CameraView",
     "CubeScene",
     "GeomPrimitive",
+    "HandEnv",
     "HandPhysics",
     "HandSim",
     "ObjectStates",
@@ -70,3 +72,11 @@ __all__ = [
 ]
 
 del _scene_baoding, _scene_cube
+
+
+def __getattr__(name: str) -> object:
+    if name == "HandEnv":  # lazily: gymnasium and torch are heavy and the node needs neither
+        from mbrl_ros.sim.gym_env import HandEnv
+
+        return HandEnv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
