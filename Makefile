@@ -15,12 +15,15 @@ PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
                  -not -path '*/__pycache__/*' 2>/dev/null) CMakeLists.txt package.xml
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
-.PHONY: help setup build demo test lint bench bench-planner bench-sim clean distclean
+.PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
+        bench-learning clean distclean
 
 help:
 	@echo "make demo   run the main job on the simulated hand (sets everything up first)"
 	@echo "make test   lint + the whole test suite (sets everything up first)"
-	@echo "make bench  the quick benchmark suite (bench/results/*.json)"
+	@echo "make bench  the quick benchmark suite (bench/results/*.json, about 15 min)"
+	@echo "make bench-learning  learning curves vs planners, a perfect model and SAC (hours;"
+	@echo "            resumable; BUDGET=short|standard)"
 
 $(STAMPS)/apt: scripts/setup/apt_packages.sh
 	@mkdir -p $(STAMPS)
@@ -57,13 +60,25 @@ lint: $(STAMPS)/venv
 test: $(STAMPS)/install lint
 	$(VENV)/bin/pytest test
 
-bench: bench-planner bench-sim
+# The quick suite; each writes bench/results/<name>.json (+ pictures).
+bench: bench-planner bench-control bench-sim bench-model
 
 bench-planner: $(STAMPS)/install
 	$(VPY) bench/bench_planner.py --out bench/results/planner.json
 
+bench-control: $(STAMPS)/install
+	$(VPY) bench/bench_control.py --out bench/results/control.json
+
 bench-sim: $(STAMPS)/install
 	$(VPY) bench/bench_sim.py --out bench/results/sim.json
+
+bench-model: $(STAMPS)/install
+	$(VPY) bench/bench_model.py --out bench/results/model.json
+
+# Long and resumable: rerunning continues where it stopped (runs/bench_learning/).
+BUDGET ?= standard
+bench-learning: $(STAMPS)/install
+	$(VPY) bench/bench_learning.py --budget $(BUDGET)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Learning benchmark: PDDM with three planners on learned models, the true-model upper
+bound and a SAC baseline, per task, over seeds. Long (hours), resumable, one core.
+
+Runs (each its own directory under ``--runs``; an interrupted benchmark picks up where it
+stopped, run by run and episode by episode):
+- ``<task>_<planner>_learned_seed<s>``: PDDM's loop in-process (``learning/pddm_run.py``)
+  with the stack's settings (config/*.yaml: PDDM's N, H, gamma, beta, ensemble, training),
+  planners mppi (PDDM), cem, random shooting; the budget below.
+- ``<task>_<planner>_true_seed0``: the same planner and per-step budget planning on the
+  simulator itself (``learning/true_model.py``): what a perfect model reaches.
+- ``<task>_sac_seed<s>``: stable-baselines3 SAC on the same simulator and task
+  (``learning/sac_baseline.py``), for ``sac_factor`` times the PDDM runs' transitions.
+Results: ``bench/results/learning.json`` (curves, true-model levels, SAC curve, the
+data-efficiency ratio) and ``bench/results/learning_<task>.png``; both are rewritten after
+every run, so a partial benchmark still reports what it has.
+
+Budgets (``--budget``): ``standard`` (the default of ``make bench-learning``), ``short``
+(what fits in about an hour here) and ``smoke`` (seconds, for tests). PDDM itself used 150
+random + 200 x 40 MPC rollouts per task: out of reach on a 2-core CPU machine.
+
+    .venv/bin/python bench/bench_learning.py [--budget short] [--tasks baoding]
+        [--planners mppi,cem,random] [--seeds 0,1,2] [--parts learned,true,sac]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mbrl_ros.core.experiment_plan import Budget
+from mbrl_ros.results.metrics_log import read_metrics
+
+import benchlib
+from learning import curves
+from learning.pddm_run import RunSpec
+from learning.pddm_run import run as run_pddm
+
+log = benchlib.Logger("bench_learning")
+
+
+@dataclass(frozen=True)
+class BudgetPreset:
+    """Episode counts of the learned runs, true-model episodes, SAC's share."""
+
+    learned: Budget
+    true_episodes: int
+    sac_factor: float
+    sac_eval_points: int
+    sac_eval_episodes: int
+    episode_length: int | None = None
+    planner_overrides: tuple[tuple[str, Any], ...] = ()
+
+
+BUDGETS = {
+    "smoke": BudgetPreset(Budget(4, 1, 1, 0), 1, 2.0, 2, 1, episode_length=10,
+                          planner_overrides=(("num_samples", 16),)),
+    "short": BudgetPreset(Budget(60, 12, 5, 2), 1, 10.0, 10, 3),
+    "standard": BudgetPreset(Budget(40, 30, 5, 1), 3, 10.0, 20, 5),
+}
+
+
+def pddm_transition_budget(preset: BudgetPreset, length: int) -> int:
+    """Upper bound of a learned run's transitions (episodes that never drop)."""
+    return preset.learned.episodes * (preset.episode_length or length)
+
+
+def sac_transitions(task: str, preset: BudgetPreset, runs: Path, length: int) -> int:
+    """SAC's budget: ``sac_factor`` x the most data a finished learned run of ``task`` used
+    (episodes end at a drop, so that is far below the upper bound), else x the upper bound.
+    Fixed in ``<task>_sac_budget.json`` the first time, so a resumed run keeps it."""
+    path = runs / f"{task}_sac_budget.json"
+    if path.exists():
+        return int(json.loads(path.read_text())["transitions"])
+    used = [max(r["transitions"] for r in rows)
+            for metrics in runs.glob(f"{task}_*_learned_seed*/metrics.csv")
+            if (rows := read_metrics(metrics)) and len(rows) == preset.learned.episodes]
+    base = max(used) if used else pddm_transition_budget(preset, length)
+    n = int(preset.sac_factor * base)
+    runs.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"transitions": n, "learned_runs_max": base,
+                                "sac_factor": preset.sac_factor}) + "\n")
+    return n
+
+
+def run_learned(task: str, planner: str, seed: int, preset: BudgetPreset, runs: Path) -> Path:
+    spec = RunSpec(task=task, planner=planner, seed=seed, model="learned",
+                   budget=preset.learned, episode_length=preset.episode_length,
+                   planner_overrides=dict(preset.planner_overrides))
+    return run_pddm(spec, runs / spec.name, log)
+
+
+def run_true(task: str, planner: str, preset: BudgetPreset, runs: Path, threads: int) -> Path:
+    budget = Budget(1, 1, preset.true_episodes, 0)  # only its MPC episodes run
+    spec = RunSpec(task=task, planner=planner, seed=0, model="true", budget=budget,
+                   episode_length=preset.episode_length, true_model_threads=threads,
+                   planner_overrides=dict(preset.planner_overrides))
+    return run_pddm(spec, runs / spec.name, log)
+
+
+def run_hold(task: str, preset: BudgetPreset, runs: Path) -> Path:
+    budget = Budget(1, 1, preset.true_episodes, 0)
+    spec = RunSpec(task=task, planner="mppi", seed=0, model="hold", budget=budget,
+                   episode_length=preset.episode_length)
+    return run_pddm(spec, runs / f"{task}_hold", log)
+
+
+def run_sac(task: str, seed: int, preset: BudgetPreset, runs: Path, length: int) -> Path:
+    from learning.sac_baseline import run_sac as sac
+
+    transitions = sac_transitions(task, preset, runs, length)
+    log(f"SAC on {task}, seed {seed}: {transitions} transitions")
+    every = max(1, transitions // preset.sac_eval_points)
+    out = runs / f"{task}_sac_seed{seed}"
+    options = {} if preset.episode_length is None else {"episode_length": preset.episode_length}
+    return sac(task=task, seed=seed, transitions=every * preset.sac_eval_points,
+               eval_every=every, eval_episodes=preset.sac_eval_episodes, out_dir=out,
+               env_options=options, log=log)
+
+
+def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
+            preset_name: str, pictures_dir: Path) -> dict[str, Any]:
+    """Aggregate whatever runs exist into the result dict and the pictures
+    (``pictures_dir/learning_<task>.png``)."""
+    from learning.sac_baseline import CSV_NAME, EvalLog
+
+    result: dict[str, Any] = {"budget": preset_name, "budgets": {
+        k: {"learned": vars(v.learned), "true_episodes": v.true_episodes,
+            "sac_factor": v.sac_factor, "episode_length": v.episode_length}
+        for k, v in BUDGETS.items()}, "tasks": {}}
+    pictures = []
+    for task in tasks:
+        learned, true_levels, runs_done = {}, {}, {}
+        for planner in planners:
+            per_seed = []
+            for seed in seeds:
+                path = runs / f"{task}_{planner}_learned_seed{seed}" / "metrics.csv"
+                if path.exists() and (rows := read_metrics(path)):
+                    per_seed.append(curves.run_points(rows))
+            runs_done[planner] = len(per_seed)
+            if per_seed:
+                learned[planner] = curves.aggregate(per_seed, "transitions")
+            path = runs / f"{task}_{planner}_true_seed0" / "metrics.csv"
+            if path.exists() and (rows := read_metrics(path)):
+                true_levels[planner] = curves.level(rows)
+        hold = None
+        path = runs / f"{task}_hold" / "metrics.csv"
+        if path.exists() and (rows := read_metrics(path)):
+            hold = curves.level(rows)
+        sac_curves = []
+        for seed in seeds:
+            rows = EvalLog(runs / f"{task}_sac_seed{seed}" / CSV_NAME).rows()
+            if rows:
+                sac_curves.append(curves.sac_points(rows))
+        sac = curves.aggregate(sac_curves, "transitions") if sac_curves else None
+        entry = {"learned": learned, "learned_seeds": runs_done, "true_model": true_levels,
+                 "hold": hold, "sac": sac,
+                 "data_efficiency": curves.data_efficiency(learned, sac)}
+        entry["learned_vs_true"] = {
+            p: {"learned_final_return": learned[p]["return"][-1],
+                "random_policy_return": learned[p]["return"][0],
+                "true_model_return": true_levels[p]["return"],
+                "gap_closed": curves.gap_closed(learned[p]["return"][-1],
+                                                learned[p]["return"][0],
+                                                true_levels[p]["return"])}
+            for p in learned if p in true_levels and learned[p].get("return")}
+        result["tasks"][task] = entry
+        if learned or true_levels or sac:
+            png = pictures_dir / f"learning_{task}.png"
+            curves.plot_task(task, learned, true_levels, sac, png,
+                             benchlib.footnote(f"make bench-learning (budget {preset_name})"),
+                             hold)
+            pictures.append(str(png))
+    result["pictures"] = pictures
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="standard")
+    parser.add_argument("--tasks", default="baoding,cube")
+    parser.add_argument("--planners", default="mppi,cem,random")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--parts", default="learned,true,sac",
+                        help="which runs: learned, true, sac (comma-separated)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench_learning"),
+                        help="run directories (resumable)")
+    parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "learning.json")
+    parser.add_argument("--true-threads", type=int, default=1,
+                        help="threads of the true model's mujoco.rollout")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="run nothing: aggregate the existing runs into --out")
+    args = parser.parse_args(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    planners = [p for p in args.planners.split(",") if p]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    parts = {p for p in args.parts.split(",") if p}
+    if args.collect_only:
+        parts = set()
+    unknown = parts - {"learned", "true", "sac"}
+    if unknown or not tasks or not planners or not seeds:
+        parser.error(f"bad --parts/--tasks/--planners/--seeds ({sorted(unknown)})")
+    preset = BUDGETS[args.budget]
+    torch.set_num_threads(1)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    lengths = {"baoding": 100, "cube": 70}
+    jobs: list[tuple[str, Any]] = []
+    for seed in seeds:  # seed-major: every configuration gets its first seed early
+        for task in tasks:
+            if "learned" in parts:
+                jobs += [(f"{task} {p} learned seed {seed}",
+                          lambda t=task, p=p, s=seed: run_learned(t, p, s, preset, args.runs))
+                         for p in planners]
+            if "sac" in parts:
+                jobs.append((f"{task} SAC seed {seed}", lambda t=task, s=seed: run_sac(
+                    t, s, preset, args.runs, lengths[t])))
+    if "true" in parts:
+        jobs += [(f"{task} hold still", lambda t=task: run_hold(t, preset, args.runs))
+                 for task in tasks]
+        jobs += [(f"{task} {p} true model",
+                  lambda t=task, p=p: run_true(t, p, preset, args.runs, args.true_threads))
+                 for task in tasks for p in planners]
+    start = time.monotonic()
+    if not jobs:
+        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent)
+        benchlib.write_result(args.out, {"benchmark": "learning", **result})
+        log(f"collected the existing runs into {args.out}")
+        return 0
+    for i, (label, job) in enumerate(jobs, 1):
+        log(f"run {i}/{len(jobs)}: {label} ({(time.monotonic() - start) / 60:.1f} min so far)")
+        job()
+        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent)
+        benchlib.write_result(args.out, {"benchmark": "learning", **result,
+                                         "runs_completed": i, "runs_planned": len(jobs)})
+    log(f"done: {len(jobs)} runs in {(time.monotonic() - start) / 60:.1f} min; {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

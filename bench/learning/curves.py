@@ -1,0 +1,161 @@
+"""Learning curves across seeds and methods: numbers for learning.json and the pictures.
+
+A learned run contributes one point per iteration: the amount of real data collected by the
+end of that iteration and the mean of its MPC episodes (iteration 0: the random policy on
+the initial data). Seeds are aggregated per iteration (mean, min and max over seeds, at the
+seeds' mean transition count). A true-model run is one number per metric (mean over its
+episodes): the perfect-model level. SAC contributes its evaluation rows, aggregated per
+evaluation point over seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# metric key -> (label, higher is better)
+CURVE_METRICS = {
+    "return": ("return (PDDM reward; a drop costs 500)", True),
+    "score": ("PDDM score (mean per step until a drop)", True),
+    "tracking_error": ("tracking error (m or rad)", False),
+    "drop": ("drop rate", False),
+    "steps": ("steps kept", True),
+}
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+def run_points(rows: Rows) -> list[dict[str, float]]:
+    """Per iteration of one learned run: transitions and the mean of each curve metric."""
+    points = []
+    for it in sorted({int(r["iteration"]) for r in rows}):
+        policy = "random" if it == 0 else "mpc"
+        sel = [r for r in rows if int(r["iteration"]) == it and r["policy"] == policy]
+        if not sel:
+            continue
+        point = {"iteration": float(it), "transitions": float(max(r["transitions"] for r in sel))}
+        for key in CURVE_METRICS:
+            point[key] = float(np.mean([float(r[key]) for r in sel]))
+        points.append(point)
+    return points
+
+
+def sac_points(rows: Rows) -> list[dict[str, float]]:
+    """SAC's evaluation rows (``sac_eval.csv``) under the curve metrics' names."""
+    names = {"return": "return", "score": "score", "tracking_error": "tracking_error",
+             "drop": "drop_rate", "steps": "steps_kept"}
+    return [{"transitions": float(r["transitions"]),
+             **{key: float(r[column]) for key, column in names.items()}} for r in rows]
+
+
+def aggregate(curves: Sequence[Sequence[Mapping[str, float]]], x_key: str
+              ) -> dict[str, list[float]]:
+    """Mean/min/max over seeds at each common index (seeds cut to the shortest curve)."""
+    n = min((len(c) for c in curves), default=0)
+    out: dict[str, list[float]] = {"seeds": [float(len(curves))] if curves else [0.0]}
+    if n == 0:
+        return out
+    out[x_key] = [float(np.mean([c[i][x_key] for c in curves])) for i in range(n)]
+    for key in CURVE_METRICS:
+        values = np.array([[c[i][key] for i in range(n)] for c in curves], dtype=float)
+        out[key] = values.mean(axis=0).tolist()
+        out[f"{key}_min"] = values.min(axis=0).tolist()
+        out[f"{key}_max"] = values.max(axis=0).tolist()
+    return out
+
+
+def level(rows: Rows) -> dict[str, float]:
+    """Mean of each curve metric over a run's episodes (true-model or hold levels)."""
+    sel = [r for r in rows if r["policy"] in ("mpc", "hold")]
+    out = {"episodes": float(len(sel))}
+    for key in CURVE_METRICS:
+        out[key] = float(np.mean([float(r[key]) for r in sel])) if sel else float("nan")
+    return out
+
+
+def transitions_to_reach(curve: Mapping[str, list[float]], key: str, target: float,
+                         higher_is_better: bool = True) -> float | None:
+    """First x of an aggregated curve whose mean ``key`` reaches ``target`` (None: never)."""
+    for x, y in zip(curve.get("transitions", []), curve.get(key, []), strict=False):
+        if (y >= target) if higher_is_better else (y <= target):
+            return float(x)
+    return None
+
+
+def data_efficiency(learned: Mapping[str, Mapping[str, list[float]]],
+                    sac: Mapping[str, list[float]] | None, key: str = "return"
+                    ) -> dict[str, Any]:
+    """How many transitions SAC needs for the best learned planner's final ``key``.
+
+    ``ratio``: SAC's transitions / the planner's; a lower bound (``reached`` False) when SAC
+    never gets there within its budget.
+    """
+    finals = {name: c for name, c in learned.items() if c.get(key)}
+    if not finals or not sac or not sac.get(key):
+        return {"status": "missing runs"}
+    best = max(finals, key=lambda name: finals[name][key][-1])
+    target = finals[best][key][-1]
+    ours = finals[best]["transitions"][-1]
+    needed = transitions_to_reach(sac, key, target)
+    reached = needed is not None
+    sac_x = needed if reached else sac["transitions"][-1]
+    return {"metric": key, "planner": best, "target": target, "planner_transitions": ours,
+            "sac_transitions": sac_x, "reached": reached,
+            "ratio": sac_x / ours if ours > 0 else None}
+
+
+def gap_closed(learned: float, start: float, perfect: float) -> float | None:
+    """Fraction of the way from ``start`` (the random policy) to ``perfect`` (the true
+    model) that ``learned`` covers: 1 = as good as a perfect model, 0 = no better than
+    random. None when the two references coincide."""
+    span = perfect - start
+    return None if abs(span) < 1e-12 else (learned - start) / span
+
+
+def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
+              true_levels: Mapping[str, Mapping[str, float]],
+              sac: Mapping[str, list[float]] | None, path: Path, footnote: str,
+              hold: Mapping[str, float] | None = None) -> Path:
+    """Return, tracking error and drop rate vs real transitions for one task (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("return", "tracking_error", "drop")
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.2))
+    colors = {"mppi": "C0", "cem": "C1", "random": "C2", "gradient": "C4"}
+    for ax, key in zip(axes, keys, strict=True):
+        for name, curve in learned.items():
+            if not curve.get(key):
+                continue
+            x, c = curve["transitions"], colors.get(name, "C5")
+            seeds = int(curve["seeds"][0])
+            ax.plot(x, curve[key], "-o", ms=3, color=c, label=f"{name}, learned ({seeds} seeds)")
+            ax.fill_between(x, curve[f"{key}_min"], curve[f"{key}_max"], color=c, alpha=0.2)
+        for name, lvl in true_levels.items():
+            if np.isfinite(lvl.get(key, np.nan)):
+                ax.axhline(lvl[key], color=colors.get(name, "C5"), ls="--", lw=1,
+                           label=f"{name}, true model ({int(lvl['episodes'])} ep.)")
+        if hold and np.isfinite(hold.get(key, np.nan)):
+            ax.axhline(hold[key], color="0.3", ls=":", lw=1.2, label="hold still (zero action)")
+        if sac and sac.get(key):
+            seeds = int(sac["seeds"][0])
+            ax.plot(sac["transitions"], sac[key], "-", color="C3", label=f"SAC ({seeds} seeds)")
+            ax.fill_between(sac["transitions"], sac[f"{key}_min"], sac[f"{key}_max"],
+                            color="C3", alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("real transitions collected")
+        ax.set_ylabel(CURVE_METRICS[key][0])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{task}: learning curves (bands: min-max over seeds)")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.text(0.01, 0.005, footnote, fontsize=7, color="0.35")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

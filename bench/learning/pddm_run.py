@@ -1,0 +1,276 @@
+"""One PDDM learning run in-process: simulator + core, no ROS, resumable.
+
+The same loop the experiment node drives through the stack (``core.experiment_plan``:
+random rollouts, then per iteration retrain -> MPC rollouts -> random rollouts), with the
+same settings (the stack's config files, :mod:`stack_config`), but in one process so that
+a benchmark of many runs is reproducible and cheap. Episodes follow PDDM: they end at a
+drop (the terminal transition is stored) or after the task's episode length.
+
+``model="learned"`` plans on the ensemble retrained from scratch each iteration;
+``model="true"`` plans on the simulator itself (:class:`true_model.SimulatorModel`): the
+same planner and budget per step with a perfect model, i.e. the upper bound of the learned
+runs. A true-model run has no data to learn from, so it only runs its MPC episodes.
+``model="hold"`` runs those episodes with the zero action (the hand holds its keyframe
+pose): the reference a learned controller has to beat, since PDDM's score is averaged
+until a drop and a still hand keeps the balls.
+
+Resuming: everything lands in ``out_dir`` (``metrics.csv`` one row per episode, the episode
+dataset, one model per iteration); a restarted run skips the episodes its ``metrics.csv``
+holds and reloads the model of the iteration it is in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mbrl_ros.core.dataset import EpisodeDataset
+from mbrl_ros.core.ensemble import EnsembleDynamics
+from mbrl_ros.core.experiment_plan import Budget, pddm_plan
+from mbrl_ros.core.exploration import RandomVelocityExploration
+from mbrl_ros.core.mpc import ModelPredictiveController
+from mbrl_ros.core.planners import DynamicsModel
+from mbrl_ros.core.retraining import retrain
+from mbrl_ros.core.serialization import load_model, save_model
+from mbrl_ros.nodes.planner_params import PARAMS as PLANNER_PARAMS
+from mbrl_ros.nodes.planner_params import exploration_config, planner_settings
+from mbrl_ros.nodes.trainer_node import PARAMS as TRAINER_PARAMS
+from mbrl_ros.nodes.trainer_node import retrain_settings
+from mbrl_ros.results.learning_curve import plot_learning_curve
+from mbrl_ros.results.metrics_log import MetricsLog, read_metrics
+from mbrl_ros.sim.gym_env import HandEnv
+
+from .stack_config import node_values
+from .true_model import SimulatorModel
+
+Log = Callable[[str], None]
+MODELS = ("learned", "true", "hold")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run is: task, planner, seed, model kind, budget, planner overrides."""
+
+    task: str
+    planner: str = "mppi"
+    seed: int = 0
+    model: str = "learned"
+    budget: Budget = field(default_factory=Budget)
+    planner_overrides: dict[str, Any] = field(default_factory=dict)
+    episode_length: int | None = None
+    true_model_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}_{self.planner}_{self.model}_seed{self.seed}"
+
+    def describe(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["budget"] = asdict(self.budget)
+        return out
+
+
+def planner_values(spec: RunSpec) -> dict[str, Any]:
+    """The mpc_planner parameters of the stack for this run (PDDM's per-task N, gamma...)."""
+    overrides = {"planner": spec.planner, "seed": spec.seed, **spec.planner_overrides}
+    if spec.episode_length is not None:
+        overrides["episode_length"] = spec.episode_length
+    return node_values("mpc_planner", PLANNER_PARAMS, ["planner", spec.task], overrides)
+
+
+def trainer_values(spec: RunSpec) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"train.seed": spec.seed}
+    if spec.episode_length is not None:
+        overrides["episode_length"] = spec.episode_length
+    return node_values("dynamics_trainer", TRAINER_PARAMS, ["trainer", spec.task], overrides)
+
+
+def episode_seed(spec: RunSpec, episode: int) -> int:
+    """Seeds of different runs never overlap (run seed s, episode e)."""
+    return spec.seed * 1_000_003 + episode
+
+
+class PDDMRun:
+    """Walks ``pddm_plan(spec.budget)``, skipping what ``out_dir`` already holds."""
+
+    def __init__(self, spec: RunSpec, out_dir: str | Path, log: Log = print) -> None:
+        self.spec = spec
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self._check_spec_file()
+        p = planner_values(spec)
+        self.env = HandEnv(spec.task, episode_length=spec.episode_length)
+        self.task = self.env.task
+        self.planner_settings = planner_settings(p)
+        self.exploration = RandomVelocityExploration(self.task.action_dim,
+                                                     exploration_config(p), seed=spec.seed)
+        self.train_settings = retrain_settings(self.task, trainer_values(spec))
+        self.metrics = MetricsLog(self.out / "metrics.csv")
+        self.dataset = EpisodeDataset(self.out / "dataset")
+        self.models_dir = self.out / "models"
+        self.models_dir.mkdir(exist_ok=True)
+        self.mpc: ModelPredictiveController | None = None
+        self.model: DynamicsModel | None = None
+        self.true_model = (SimulatorModel(self.env.sim, spec.true_model_threads)
+                           if spec.model == "true" else None)
+
+    def _check_spec_file(self) -> None:
+        path = self.out / "spec.json"
+        described = self.spec.describe()
+        if path.exists():
+            stored = json.loads(path.read_text())
+            if stored != json.loads(json.dumps(described)):
+                raise ValueError(f"{self.out} holds a different run ({stored}); use another "
+                                 "directory or delete it")
+        else:
+            path.write_text(json.dumps(described, indent=2) + "\n")
+
+    # ----- the loop ---------------------------------------------------------------------
+    def run(self) -> Path:
+        """Run (or finish) the whole budget; returns the metrics file."""
+        done = len(read_metrics(self.metrics.path))
+        plan = pddm_plan(self.spec.budget)
+        if self.spec.model != "learned":  # nothing to learn: only the MPC episodes
+            plan = [s for s in plan if s.kind == "episode" and s.policy == "mpc"]
+        total = sum(1 for s in plan if s.kind == "episode")
+        if done:
+            self.log(f"{self.spec.name}: resuming after {done} of {total} episodes")
+        episode = 0
+        for index, step in enumerate(plan):
+            if step.kind == "train":
+                if self._iteration_has_work(plan, index, episode, done):
+                    self._model_for(step.iteration)
+                continue
+            if episode >= done:
+                self._episode(episode, step.iteration, step.policy or "mpc", total)
+            episode += 1
+        rows = read_metrics(self.metrics.path)
+        plot_learning_curve(rows, self.out / "learning_curve.png", self.spec.name)
+        if self.true_model is not None:
+            self.true_model.close()
+        return self.metrics.path
+
+    @staticmethod
+    def _iteration_has_work(plan: list, index: int, episode: int, done: int) -> bool:
+        """Whether any episode after this train step is still to run."""
+        following = sum(1 for s in plan[index + 1:] if s.kind == "episode")
+        return episode + following > done
+
+    def _model_for(self, iteration: int) -> None:
+        """The model of ``iteration``: loaded if stored, else trained (and stored)."""
+        if self.spec.model != "learned":
+            return
+        path = self.models_dir / f"iteration_{iteration:04d}.model"
+        if path.exists():
+            model, _ = load_model(path)
+            self._use(model)
+            return
+        start = time.monotonic()
+        outcome = retrain(self.dataset, self.train_settings)
+        m = outcome.metrics
+        if outcome.accepted and outcome.model is not None:
+            save_model(path, outcome.model, {"iteration": iteration, "task": self.task.name})
+            self._use(outcome.model)
+            self.log(f"{self.spec.name}: iteration {iteration} model on "
+                     f"{m['num_transitions']} transitions in {time.monotonic() - start:.1f} s, "
+                     f"val one-step MSE {m['val_one_step_mse']:.3g}")
+        else:
+            keep = ("keeping the previous one" if self.model is not None else
+                    "exploring until a model is accepted, as the planner node does")
+            self.log(f"{self.spec.name}: iteration {iteration} model rejected "
+                     f"({outcome.message}); {keep}")
+
+    def _use(self, model: EnsembleDynamics) -> None:
+        self.model = model
+        self._controller(model)
+
+    def _controller(self, model: DynamicsModel) -> ModelPredictiveController:
+        if self.mpc is None:
+            planner = self.planner_settings.build(model, self.task)
+            self.mpc = ModelPredictiveController(planner, self.task)
+        else:
+            self.mpc.set_model(model)
+        return self.mpc
+
+    # ----- one episode ------------------------------------------------------------------
+    def _episode(self, episode: int, iteration: int, policy: str, total: int) -> None:
+        seed = episode_seed(self.spec, episode)
+        obs, info = self.env.reset(seed=seed)
+        goals = torch.as_tensor(info["goals"], dtype=torch.float32)
+        length = goals.shape[0] - 1
+        horizon = self.planner_settings.horizon
+        if self.spec.model == "hold":
+            policy = "hold"
+        elif policy == "mpc" and self.mpc is None and self.true_model is None:
+            policy = "random"  # no accepted model yet: the stack's planner explores too
+        if policy == "random":
+            self.exploration.reset(episode)
+        elif policy == "mpc":
+            if self.true_model is not None:
+                self._controller(self.true_model)
+            assert self.mpc is not None
+            self.mpc.reset()
+        states, actions, rewards, dones, plan_ms = [obs], [], [], [], []
+        start = time.monotonic()
+        for t in range(length):
+            if policy == "random":
+                action = self.exploration.act()
+            elif policy == "hold":
+                action = np.zeros(self.task.action_dim)
+            else:
+                if self.true_model is not None:
+                    self.true_model.anchor(self.env.sim.get_state(), obs)
+                window = self.task.goal_window(goals, t + 1, horizon)
+                tic = time.perf_counter()
+                action = self.mpc.step(torch.as_tensor(obs, dtype=torch.float32),
+                                       window).numpy()
+                plan_ms.append(1e3 * (time.perf_counter() - tic))
+            obs, reward, terminated, truncated, _ = self.env.step(action)
+            states.append(obs)
+            actions.append(np.asarray(action, dtype=np.float64))
+            rewards.append(float(reward))
+            dones.append(bool(terminated))
+            if terminated or truncated:
+                break
+        wall = time.monotonic() - start
+        s = np.asarray(states, dtype=np.float64)
+        a = np.asarray(actions)
+        steps = len(actions)
+        if self.spec.model == "learned":
+            self.dataset.append_episode(
+                state=s[:-1], action=a, next_state=s[1:], reward=np.asarray(rewards),
+                time=np.arange(steps) * self.env.sim.control_dt, done=np.asarray(dones),
+                meta={"policy": policy, "iteration": iteration, "seed": seed})
+        metrics = self.task.episode_metrics(torch.as_tensor(s), torch.as_tensor(a),
+                                            goals[: steps + 1].double())
+        row = {
+            "episode": episode, "iteration": iteration, "policy": policy, "seed": seed,
+            "steps": metrics["steps"], "transitions": self.dataset.num_transitions,
+            "return": metrics["return"], "score": metrics["score"],
+            "tracking_error": metrics["tracking_error"], "drop": metrics["drop"],
+            "success": metrics["success"],
+            "plan_p50_ms": float(np.percentile(plan_ms, 50)) if plan_ms else float("nan"),
+            "plan_p99_ms": float(np.percentile(plan_ms, 99)) if plan_ms else float("nan"),
+            "misses": 0, "model_version": iteration, "wall_s": wall,
+        }
+        self.metrics.append(row)
+        self.log(f"{self.spec.name}: episode {episode + 1}/{total} (iteration {iteration}, "
+                 f"{policy}) steps {steps}, score {row['score']:.4f}, "
+                 f"{'drop' if row['drop'] else 'kept'}, {wall:.1f} s")
+
+
+def run(spec: RunSpec, out_dir: str | Path, log: Log = print) -> Path:
+    """Run (or resume) ``spec`` into ``out_dir``; returns its ``metrics.csv``."""
+    return PDDMRun(spec, out_dir, log).run()

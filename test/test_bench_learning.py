@@ -1,0 +1,49 @@
+"""`make bench-learning` on its smoke budget: every kind of run, the aggregate, resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run(tmp_path: Path) -> tuple[str, dict]:
+    out = tmp_path / "results" / "learning.json"
+    cmd = [sys.executable, str(BENCH / "bench_learning.py"), "--budget", "smoke",
+           "--tasks", "baoding", "--planners", "mppi", "--seeds", "0",
+           "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.timeout(400)
+def test_smoke_budget_runs_everything_and_resumes(tmp_path):
+    log, result = _run(tmp_path)
+    baoding = result["tasks"]["baoding"]
+    learned = baoding["learned"]["mppi"]
+    # Iteration 0 (random policy) and iteration 1 (MPC), at growing amounts of data.
+    assert len(learned["return"]) == 2
+    assert learned["transitions"][1] > learned["transitions"][0] > 0
+    assert all(lo <= m <= hi for lo, m, hi in
+               zip(learned["return_min"], learned["return"], learned["return_max"], strict=True))
+    assert baoding["true_model"]["mppi"]["episodes"] == 1
+    assert baoding["hold"]["episodes"] == 1
+    assert baoding["sac"]["transitions"][0] == 0 and baoding["sac"]["transitions"][-1] > 0
+    assert baoding["data_efficiency"]["metric"] == "return"
+    assert "gap_closed" in baoding["learned_vs_true"]["mppi"]
+    assert result["runs_completed"] == result["runs_planned"] == 4
+    assert Path(result["pictures"][0]).stat().st_size > 10_000
+    rows = (tmp_path / "runs" / "baoding_mppi_learned_seed0" / "metrics.csv").read_text()
+
+    log, again = _run(tmp_path)  # everything is done: nothing runs twice
+    assert "episode 1/" not in log
+    assert (tmp_path / "runs" / "baoding_mppi_learned_seed0" / "metrics.csv").read_text() == rows
+    assert again["tasks"]["baoding"]["learned"] == baoding["learned"]
