@@ -54,7 +54,8 @@ def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title:
         ax.set_xlabel("transitions collected")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+    if axes[0].get_legend_handles_labels()[0]:  # runs of only hold/true-model episodes: none
+        axes[0].legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
