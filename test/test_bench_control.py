@@ -6,16 +6,11 @@ planned from on a hand-made tick sequence."""
 from __future__ import annotations
 
 import functools
-import json
 import math
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
-BENCH = BENCH_DIR / "bench_control.py"
+from helpers.bench import BENCH_DIR, run_quick
 
 
 def _bench_module():
@@ -66,11 +61,7 @@ def _finite(x) -> bool:
 
 
 def test_quick_run_writes_sane_results(tmp_path):
-    out = tmp_path / "control.json"
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    result = json.loads(out.read_text())
+    result = run_quick("bench_control.py", tmp_path / "control.json", "control.png")
     for key in ("date", "machine", "command", "setup", "configs"):
         assert key in result, key
     assert result["quick"] is True

@@ -7,33 +7,19 @@ sane (a trained model's error compounds with the horizon, correlations lie in [-
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers.bench import finite_positive, run_quick
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_model.py"
 GROUPS = ("overall", "overall_z", "joints", "ball_pos", "ball_vel")
 QUICK_EPISODES = 16
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("bench") / "model.json"
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          cwd=out.parent)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (out.parent / "model.png").stat().st_size > 10_000
-    return json.loads(out.read_text())
-
-
-def finite_positive(values: object) -> bool:
-    values = values if isinstance(values, list) else [values]
-    return all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values)
+    return run_quick("bench_model.py", tmp_path_factory.mktemp("bench") / "model.json",
+                     "model.png")
 
 
 def correlation(value: float) -> bool:

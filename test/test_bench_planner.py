@@ -6,15 +6,9 @@ the README and the picture use is there and sane.
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from helpers.bench import finite_positive, run_quick
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_planner.py"
 OURS = ("ours_mppi", "ours_mppi_with_prediction", "ours_random", "ours_cem_1", "ours_cem_5",
         "ours_gradient")
 PEERS = {"pytorch_mppi": "pytorch_mppi", "torchrl_mppi": "torchrl"}
@@ -22,18 +16,8 @@ PEERS = {"pytorch_mppi": "pytorch_mppi", "torchrl_mppi": "torchrl"}
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("bench") / "planner.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=180, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert out.with_suffix(".png").stat().st_size > 10_000
-    return json.loads(out.read_text())
-
-
-def finite_positive(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+    return run_quick("bench_planner.py", tmp_path_factory.mktemp("bench") / "planner.json",
+                     "planner.png")
 
 
 def test_result_has_provenance_and_peer_status(result: dict) -> None:

@@ -7,31 +7,18 @@ the README and the picture use is there and sane.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers.bench import finite_positive, run_quick
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_sim.py"
 PARTS = ("physics", "sim_publish", "estimator", "planner", "rest")
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("bench") / "sim.json"
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          cwd=out.parent)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (out.parent / "sim_time_breakdown.png").stat().st_size > 10_000
-    return json.loads(out.read_text())
-
-
-def finite_positive(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+    return run_quick("bench_sim.py", tmp_path_factory.mktemp("bench") / "sim.json",
+                     "sim_time_breakdown.png")
 
 
 def test_physics_keys_the_readme_quotes(result: dict) -> None:
