@@ -37,7 +37,8 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
     assert baoding["true_model"]["mppi"]["episodes"] == 1
     assert baoding["hold"]["episodes"] == 1
     assert baoding["sac"]["transitions"][0] == 0 and baoding["sac"]["transitions"][-1] > 0
-    assert baoding["data_efficiency"]["metric"] == "return"
+    assert baoding["data_efficiency"]["return"]["metric"] == "return"
+    assert baoding["data_efficiency"]["score"]["metric"] == "score"
     assert "gap_closed" in baoding["learned_vs_true"]["mppi"]
     assert result["runs_completed"] == result["runs_planned"] == 4
     assert Path(result["pictures"][0]).stat().st_size > 10_000

@@ -2,10 +2,10 @@
 
 A learned run contributes one point per iteration: the amount of real data collected by the
 end of that iteration and the mean of its MPC episodes (iteration 0: the random policy on
-the initial data). Seeds are aggregated per iteration (mean, min and max over seeds, at the
-seeds' mean transition count). A true-model run is one number per metric (mean over its
-episodes): the perfect-model level. SAC contributes its evaluation rows, aggregated per
-evaluation point over seeds.
+the initial data). Seeds are aggregated per iteration (mean, min and max over the seeds
+that got there, at their mean transition count). A true-model run is one number per
+metric (mean over its episodes): the perfect-model level. SAC contributes its evaluation
+rows, aggregated per evaluation point over seeds.
 """
 
 from __future__ import annotations
@@ -53,17 +53,20 @@ def sac_points(rows: Rows) -> list[dict[str, float]]:
 
 def aggregate(curves: Sequence[Sequence[Mapping[str, float]]], x_key: str
               ) -> dict[str, list[float]]:
-    """Mean/min/max over seeds at each common index (seeds cut to the shortest curve)."""
-    n = min((len(c) for c in curves), default=0)
-    out: dict[str, list[float]] = {"seeds": [float(len(curves))] if curves else [0.0]}
+    """Mean/min/max over seeds at each index; a seed still running counts where it has got
+    to (``seeds[i]``: how many seeds point ``i`` averages)."""
+    n = max((len(c) for c in curves), default=0)
+    out: dict[str, list[float]] = {"seeds": []}
     if n == 0:
         return out
-    out[x_key] = [float(np.mean([c[i][x_key] for c in curves])) for i in range(n)]
+    at = [[c[i] for c in curves if len(c) > i] for i in range(n)]
+    out["seeds"] = [float(len(points)) for points in at]
+    out[x_key] = [float(np.mean([p[x_key] for p in points])) for points in at]
     for key in CURVE_METRICS:
-        values = np.array([[c[i][key] for i in range(n)] for c in curves], dtype=float)
-        out[key] = values.mean(axis=0).tolist()
-        out[f"{key}_min"] = values.min(axis=0).tolist()
-        out[f"{key}_max"] = values.max(axis=0).tolist()
+        values = [np.array([p[key] for p in points], dtype=float) for points in at]
+        out[key] = [float(v.mean()) for v in values]
+        out[f"{key}_min"] = [float(v.min()) for v in values]
+        out[f"{key}_max"] = [float(v.max()) for v in values]
     return out
 
 
@@ -133,7 +136,7 @@ def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
             if not curve.get(key):
                 continue
             x, c = curve["transitions"], colors.get(name, "C5")
-            seeds = int(curve["seeds"][0])
+            seeds = int(max(curve["seeds"]))
             ax.plot(x, curve[key], "-o", ms=3, color=c, label=f"{name}, learned ({seeds} seeds)")
             ax.fill_between(x, curve[f"{key}_min"], curve[f"{key}_max"], color=c, alpha=0.2)
         for name, lvl in true_levels.items():
@@ -143,7 +146,7 @@ def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
         if hold and np.isfinite(hold.get(key, np.nan)):
             ax.axhline(hold[key], color="0.3", ls=":", lw=1.2, label="hold still (zero action)")
         if sac and sac.get(key):
-            seeds = int(sac["seeds"][0])
+            seeds = int(max(sac["seeds"]))
             ax.plot(sac["transitions"], sac[key], "-", color="C3", label=f"SAC ({seeds} seeds)")
             ax.fill_between(sac["transitions"], sac[f"{key}_min"], sac[f"{key}_max"],
                             color="C3", alpha=0.15)
