@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 NS = "/hand"
+ACTION_GRACE_S = 3.5  # the trainer's and experiment's wait for an episode's last command
 NODES = (("shadow_hand_sim", "sim.yaml"), ("state_estimator", "estimator.yaml"),
          ("mpc_planner", "planner.yaml"))
 T = TypeVar("T")
@@ -267,6 +268,11 @@ class StackDriver:
             raise StackError(f"episode {episode_id} did not finish in {timeout} s "
                              f"({len(record.state_times)} states)")
         record.wall_s = time.perf_counter() - start
+        # The last command travels on another topic than the last state and may arrive
+        # after it; wait for it as the experiment node does (a lost sample is resent).
+        deadline = time.perf_counter() + ACTION_GRACE_S
+        while len(record.sources) < length and time.perf_counter() < deadline:
+            time.sleep(0.002)
         with self._lock:
             self._episode = None
         return record
