@@ -75,7 +75,7 @@ bench-sim: $(STAMPS)/install
 bench-model: $(STAMPS)/install
 	$(VPY) bench/bench_model.py --out bench/results/model.json
 
-# Long and resumable: rerunning continues where it stopped (runs/bench_learning/).
+# Long and resumable: rerunning continues where it stopped (runs/bench_learning/$(BUDGET)).
 BUDGET ?= standard
 bench-learning: $(STAMPS)/install
 	$(VPY) bench/bench_learning.py --budget $(BUDGET)

@@ -2,8 +2,8 @@
 """Learning benchmark: PDDM with three planners on learned models, the true-model upper
 bound and a SAC baseline, per task, over seeds. Long (hours), resumable, one core.
 
-Runs (each its own directory under ``--runs``; an interrupted benchmark picks up where it
-stopped, run by run and episode by episode):
+Runs (each its own directory under ``--runs``, by default ``runs/bench_learning/<budget>``;
+an interrupted benchmark picks up where it stopped, run by run and episode by episode):
 - ``<task>_<planner>_learned_seed<s>``: PDDM's loop in-process (``learning/pddm_run.py``)
   with the stack's settings (config/*.yaml: PDDM's N, H, gamma, beta, ensemble, training),
   planners mppi (PDDM), cem, random shooting; the budget below.
@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--parts", default="learned,true,sac",
                         help="which runs: learned, true, sac (comma-separated)")
-    parser.add_argument("--runs", type=Path, default=Path("runs/bench_learning"),
-                        help="run directories (resumable)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="run directories (resumable); default runs/bench_learning/<budget>")
     parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "learning.json")
     parser.add_argument("--true-threads", type=int, default=1,
                         help="threads of the true model's mujoco.rollout")
@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not tasks or not planners or not seeds:
         parser.error(f"bad --parts/--tasks/--planners/--seeds ({sorted(unknown)})")
     preset = BUDGETS[args.budget]
+    if args.runs is None:
+        args.runs = Path("runs/bench_learning") / args.budget
     torch.set_num_threads(1)
     os.environ.setdefault("MUJOCO_GL", "egl")
     lengths = {"baoding": 100, "cube": 70}

@@ -122,14 +122,14 @@ def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
               true_levels: Mapping[str, Mapping[str, float]],
               sac: Mapping[str, list[float]] | None, path: Path, footnote: str,
               hold: Mapping[str, float] | None = None) -> Path:
-    """Return, tracking error and drop rate vs real transitions for one task (log x)."""
+    """PDDM score, tracking error, drop rate and return vs real transitions (log x)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ("return", "tracking_error", "drop")
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.2))
+    keys = ("score", "tracking_error", "drop", "return")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 4.2))
     colors = {"mppi": "C0", "cem": "C1", "random": "C2", "gradient": "C4"}
     for ax, key in zip(axes, keys, strict=True):
         for name, curve in learned.items():
