@@ -18,7 +18,7 @@ import numpy as np
 
 # metric key -> (label, higher is better)
 CURVE_METRICS = {
-    "return": ("return (PDDM reward; a drop costs 500)", True),
+    "return": ("return (PDDM reward, drop penalty included)", True),
     "score": ("PDDM score (mean per step until a drop)", True),
     "tracking_error": ("tracking error (m or rad)", False),
     "drop": ("drop rate", False),
@@ -127,6 +127,7 @@ def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     keys = ("score", "tracking_error", "drop", "return")
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 4.2))
@@ -151,6 +152,7 @@ def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
             ax.fill_between(sac["transitions"], sac[f"{key}_min"], sac[f"{key}_max"],
                             color="C3", alpha=0.15)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("real transitions collected")
         ax.set_ylabel(CURVE_METRICS[key][0])
         ax.grid(alpha=0.3)
