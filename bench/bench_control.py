@@ -55,7 +55,6 @@ import contextlib
 import ctypes
 import gc
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -102,21 +101,6 @@ QUICK = (Config("30hz_n200", 30.0, 200, 150),)
 
 
 # ----- environment, data, processes -----------------------------------------------------------
-def ros_environment() -> dict[str, str]:
-    """The ROS settings of this run (set in ``os.environ``, inherited by the nodes): the
-    caller's domain or a random one, loopback discovery, Fast DDS with the stack's profile."""
-    env = os.environ
-    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    profile = Path(sys.prefix) / "share" / "mbrl_ros" / "config" / "fastdds_profiles.xml"
-    if profile.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    env["PYTHONUNBUFFERED"] = "1"
-    return {k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
-                                "RMW_IMPLEMENTATION") if k in env}
-
-
 def write_random_rollouts(root: Path, transitions: int, seed: int = 0) -> int:
     """PDDM-style random rollouts of the simulated Baoding hand into an EpisodeDataset at
     ``root`` (what the trainer would have recorded from the experiment's random episodes);
@@ -678,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configs = QUICK if args.quick else FULL
     transitions = args.transitions or (300 if args.quick else 3000)
-    ros = ros_environment()
+    ros = benchlib.ros_environment()
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench_control_"))
     os.environ.setdefault("ROS_LOG_DIR", str(work / "ros_log"))

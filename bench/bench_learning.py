@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from mbrl_ros.core.experiment_plan import Budget
+from mbrl_ros.core.tasks.stack_values import stack_task
 from mbrl_ros.results.metrics_log import read_metrics
 
 import benchlib
@@ -216,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         args.runs = Path("runs/bench_learning") / args.budget
     torch.set_num_threads(1)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    lengths = {"baoding": 100, "cube": 70}
     jobs: list[tuple[str, Any]] = []
     for seed in seeds:  # seed-major: every configuration gets its first seed early
         for task in tasks:
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                          for p in planners]
             if "sac" in parts:
                 jobs.append((f"{task} SAC seed {seed}", lambda t=task, s=seed: run_sac(
-                    t, s, preset, args.runs, lengths[t])))
+                    t, s, preset, args.runs, stack_task(t).episode_length)))
     if "true" in parts:
         jobs += [(f"{task} hold still", lambda t=task: run_hold(t, preset, args.runs))
                  for task in tasks]

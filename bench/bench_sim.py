@@ -276,7 +276,7 @@ def main() -> int:
                 else (1 if args.quick else 3))
     if seconds <= 0 or args.episode_steps <= 0 or frames < 0 or episodes < 0 or args.seed < 0:
         parser.error("--seconds and --episode-steps must be positive, the rest >= 0")
-    stack.isolate_ros_environment()
+    benchlib.ros_environment(fresh_domain=True)
     start = time.perf_counter()
 
     result: dict[str, Any] = {"seconds_per_scene": seconds, "episode_steps": args.episode_steps,

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import shlex
 import sys
 import time
@@ -54,6 +55,23 @@ def machine_info() -> dict[str, Any]:
         "versions": {p: package_version(p) for p in VERSIONED_PACKAGES},
         "load_average": list(os.getloadavg()),
     }
+
+
+def ros_environment(fresh_domain: bool = False) -> dict[str, str]:
+    """Set this process's ROS environment (inherited by the nodes it starts): a random
+    domain (always with ``fresh_domain``, else only if the caller set none), loopback
+    discovery, Fast DDS with the stack's profile. Returns the ROS settings for the record."""
+    env = os.environ
+    if fresh_domain or "ROS_DOMAIN_ID" not in env:
+        env["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(101, 215))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    profile = Path(sys.prefix) / "share" / "mbrl_ros" / "config" / "fastdds_profiles.xml"
+    if profile.is_file():
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    env["PYTHONUNBUFFERED"] = "1"
+    return {k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                "RMW_IMPLEMENTATION") if k in env}
 
 
 def now_iso() -> str:

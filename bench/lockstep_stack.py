@@ -11,7 +11,6 @@ then SIGKILL) when the ``with`` block ends.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import tempfile
@@ -37,14 +36,6 @@ class StackError(RuntimeError):
     """A node did not come up or an episode did not finish in time."""
 
 
-def isolate_ros_environment() -> None:
-    """A random ROS domain on loopback for this process and the nodes it starts, so the
-    bench neither sees nor disturbs another stack (or test run) on this machine."""
-    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(101, 215))
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-
-
 def wait_until(condition: Callable[[], T], timeout: float, what: str,
                poll: float = 0.005) -> T:
     deadline = time.monotonic() + timeout
@@ -66,9 +57,7 @@ def node_processes(log_dir: Path) -> Iterator[list[subprocess.Popen]]:
     from mbrl_ros.launch.packages import executable, package_share
 
     config = package_share("mbrl_ros") / "config"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ROS_LOG_DIR": str(log_dir / "ros"),
-           "FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get(
-               "FASTDDS_DEFAULT_PROFILES_FILE", str(config / "fastdds_profiles.xml"))}
+    env = {**os.environ, "ROS_LOG_DIR": str(log_dir / "ros")}  # benchlib.ros_environment
     procs: list[subprocess.Popen] = []
     logs = []
     try:
