@@ -253,6 +253,7 @@ class EpisodeDataset:
         self._episodes: dict[int, _Episode] = {}
         self._dims: tuple[int, int] | None = None
         self._next_id = 0
+        self.quarantined: list[Path] = []  # files moved to quarantine/ by this instance
         self._load()
 
     # ------------------------------------------------------------------ loading
@@ -309,6 +310,7 @@ class EpisodeDataset:
         os.replace(path, target)
         _fsync_dir(self.root)
         logger.warning("quarantined unreadable episode file %s -> %s: %s", path, target, reason)
+        self.quarantined.append(target)
 
     # ------------------------------------------------------------------ writing
     def append_episode(

@@ -1,14 +1,17 @@
 """Checkpoints of accepted models, so a restarted trainer republishes its newest one.
 
 Each accepted model is one ``model_<version>.mbrl`` file in the safe serialization format
-(``mbrl_ros.core.serialization``), written atomically; its metadata holds the version,
-task, state fields and validation metrics. Only the newest ``keep`` files are kept. A file
-that fails to load is skipped (logged) and the next older one is used.
+(``mbrl_ros.core.serialization``: tensors and JSON, never pickle), written atomically; its
+metadata holds the version, task, state fields and validation metrics. Only the newest
+``keep`` files are kept. A file that fails to load (truncated, corrupted, not a model at
+all) is moved to ``quarantine/`` and listed in ``quarantined``, and the next older one is
+used. Version numbers of quarantined files are never reused.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from mbrl_ros.core.ensemble import EnsembleDynamics
-from mbrl_ros.core.serialization import ModelFormatError, checksum, model_from_bytes, save_model
+from mbrl_ros.core.serialization import checksum, model_from_bytes, save_model
 
 logger = logging.getLogger(__name__)
 
 _MODEL_RE = re.compile(r"^model_(\d+)\.mbrl$")
+# save_model's temporary files (".model_000001.mbrl.tmp<pid>"): left behind only by a crash.
+_TEMP_RE = re.compile(r"^\.model_\d+\.mbrl\.tmp\d+$")
+QUARANTINE_DIR = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,27 @@ class StoredModel:
     path: Path
 
 
+@dataclass(frozen=True)
+class QuarantinedFile:
+    """An unusable checkpoint moved out of the way: where it was, where it is, why."""
+
+    original: Path
+    path: Path
+    reason: str
+
+
+def _version_of(name: str) -> int | None:
+    """The version in a checkpoint's name (also ``model_<v>.mbrl~<n>`` in quarantine)."""
+    match = _MODEL_RE.match(name.split("~")[0])
+    return int(match.group(1)) if match else None
+
+
 class ModelStore:
-    """Directory of versioned model checkpoints (newest ``keep`` retained)."""
+    """Directory of versioned model checkpoints (newest ``keep`` retained).
+
+    One process owns a directory at a time: opening it removes temporary files, assuming
+    they are left over from a crash mid-write.
+    """
 
     def __init__(self, root: str | Path, keep: int = 5) -> None:
         if keep < 1:
@@ -43,6 +68,11 @@ class ModelStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep = int(keep)
+        self.quarantined: list[QuarantinedFile] = []
+        for path in self.root.iterdir():
+            if _TEMP_RE.match(path.name):
+                logger.warning("removing a checkpoint left half-written by a crash: %s", path)
+                path.unlink(missing_ok=True)
 
     def _versions(self) -> list[tuple[int, Path]]:
         found = ((m, p) for p in self.root.iterdir() if (m := _MODEL_RE.match(p.name)))
@@ -50,9 +80,13 @@ class ModelStore:
 
     @property
     def newest_version(self) -> int:
-        """Highest version on disk (0 when empty), loadable or not: never reused."""
-        versions = self._versions()
-        return versions[-1][0] if versions else 0
+        """Highest version on disk (0 when empty), loadable or quarantined: never reused."""
+        quarantine = self.root / QUARANTINE_DIR
+        versions = [v for v, _ in self._versions()]
+        if quarantine.is_dir():
+            versions += [v for p in quarantine.iterdir()
+                         if (v := _version_of(p.name)) is not None]
+        return max(versions, default=0)
 
     def save(self, version: int, model: EnsembleDynamics, metadata: Mapping[str, Any]
              ) -> StoredModel:
@@ -68,13 +102,33 @@ class ModelStore:
         return StoredModel(int(version), data, digest, meta, path)
 
     def latest(self) -> StoredModel | None:
-        """The newest checkpoint that loads and checks out, or None."""
+        """The newest checkpoint that loads and checks out, or None. Unusable newer files
+        are quarantined on the way (see ``quarantined``)."""
         for version, path in reversed(self._versions()):
             try:
                 data = path.read_bytes()
                 _, metadata = model_from_bytes(data)
-            except (OSError, ModelFormatError) as exc:
-                logger.warning("skipping unusable model checkpoint %s: %s", path, exc)
+            except Exception as exc:  # whatever fails to load is untrusted
+                self._quarantine(path, exc)
                 continue
             return StoredModel(version, data, checksum(data), metadata, path)
         return None
+
+    def _quarantine(self, path: Path, reason: BaseException) -> None:
+        quarantine = self.root / QUARANTINE_DIR
+        target = quarantine / path.name
+        n = 1
+        while target.exists():
+            target = quarantine / f"{path.name}~{n}"
+            n += 1
+        try:
+            quarantine.mkdir(exist_ok=True)
+            os.replace(path, target)
+        except OSError as exc:
+            logger.warning("unusable model checkpoint %s (%s) could not be quarantined: %s",
+                           path, reason, exc)
+            target = path
+        else:
+            logger.warning("quarantined unusable model checkpoint %s -> %s: %s", path, target,
+                           reason)
+        self.quarantined.append(QuarantinedFile(path, target, str(reason)))
