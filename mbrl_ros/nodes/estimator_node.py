@@ -19,7 +19,7 @@ state fused from object readings older than ``stale_timeout_s`` carries ``stale`
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,8 @@ PARAMS = [
     *TASK_PARAMS,
     Param("joints", list(HAND_JOINT_NAMES), "names of the state's 24 joints in the task's "
           "order (PDDM's actuator order), as they appear in joint_states", read_only=True),
+    Param("ignore_extra_joints", False, "accept joint_states that also list joints outside "
+          "'joints' (e.g. a robot arm's) and ignore those; false rejects such messages"),
     Param("control_period_s", 0.1, "control period (PDDM 0.1 s): steps are "
           "round((stamp - t0) / control_period_s); also the stale-check timer period",
           0.001, 10.0, read_only=True),
@@ -171,6 +173,7 @@ class StateEstimatorNode(Node):
         self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.diagnostics = Diagnostics(self, self._health, hardware_id=f"task:{self.task.name}")
+        self.params.report_to(self.diagnostics)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._wait_timer = self.create_timer(max(p["object_wait_s"], 1e-3), self._on_wait_over,
                                              clock=steady)
@@ -196,22 +199,39 @@ class StateEstimatorNode(Node):
 
     # ----- inputs ---------------------------------------------------------------------------
     def _parse_joints(self, msg: JointState) -> np.ndarray:
-        if len(msg.position) != len(msg.name):
-            raise ValueError(f"{len(msg.name)} names but {len(msg.position)} positions")
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [n for n in self.joints if n not in index]
-        if missing:
-            raise ValueError(f"joints missing: {missing}")
-        q = np.array([msg.position[index[n]] for n in self.joints], dtype=np.float64)
+        """Positions in ``joints`` order, whatever order the message lists them in;
+        ValueError naming the problem (sizes, unknown/missing/duplicate names, NaN/Inf)."""
+        n = len(msg.name)
+        if len(msg.position) != n or len(msg.velocity) not in (0, n) or len(
+                msg.effort) not in (0, n):
+            raise ValueError(f"{n} names but {len(msg.position)} positions, "
+                             f"{len(msg.velocity)} velocities, {len(msg.effort)} efforts")
+        index = {name: i for i, name in enumerate(msg.name)}
+        if len(index) != n:
+            dupes = sorted(name for name, count in Counter(msg.name).items() if count > 1)
+            raise ValueError(f"duplicate joint names: {dupes}")
+        unknown = ([] if self.params["ignore_extra_joints"]
+                   else sorted(set(index) - set(self.joints)))
+        missing = [name for name in self.joints if name not in index]
+        if unknown or missing:
+            raise ValueError(f"joint names do not match the 'joints' parameter: unknown "
+                             f"{unknown}, missing {missing}")
+        order = np.array([index[name] for name in self.joints])
+        q = np.asarray(msg.position, dtype=np.float64)[order]
         bad = [self.joints[i] for i in np.flatnonzero(~np.isfinite(q))]
+        if len(msg.velocity):
+            v = np.asarray(msg.velocity, dtype=np.float64)[order]
+            bad += [f"{self.joints[i]} (velocity)" for i in np.flatnonzero(~np.isfinite(v))]
         if bad:
-            raise ValueError(f"non-finite positions of {bad}")
+            raise ValueError(f"non-finite values of {bad}")
         return q
 
     def _parse_objects(self, msg: ObjectStates) -> ObjectReading:
         n = len(msg.names)
         if len(msg.poses) != n or len(msg.twists) not in (0, n):
             raise ValueError(f"{n} names, {len(msg.poses)} poses and {len(msg.twists)} twists")
+        if len(set(msg.names)) != n:
+            raise ValueError(f"duplicate object names in {list(msg.names)}")
         wanted = [i for i, name in enumerate(msg.names) if name in self.assembler.filters]
         if not wanted:
             raise ValueError(f"none of the tracked objects {list(self.assembler.object_names)}"
@@ -394,6 +414,17 @@ class StateEstimatorNode(Node):
                 self._handle_joint(stamp, item, now, may_wait=stamp == newest_joint)
 
     def _on_reset(self, req, res):
+        current = self._episode_id()
+        problem = None
+        if req.task and req.task != self.task.name:
+            problem = f"reset for task '{req.task}', this estimator runs '{self.task.name}'"
+        elif req.episode_id and req.episode_id < current:
+            problem = (f"reset for episode {req.episode_id}, older than the current episode "
+                       f"{current} (a late request?)")
+        if problem:
+            self.diagnostics.problem("reset", f"{problem}; refused, filters kept")
+            res.success, res.episode_id, res.message = False, current, problem
+            return res
         self.assembler.reset()
         self._pending = None
         self._wait_timer.cancel()

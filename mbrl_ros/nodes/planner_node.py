@@ -109,6 +109,7 @@ class MpcPlannerNode(Node):
             period=1.0 / p["control_rate_hz"],
             on_plan=self._publish, on_error=lambda m: self.diagnostics.problem("planning", m))
         self.diagnostics = Diagnostics(self, self._health, hardware_id=f"planner:{self.task.name}")
+        self.params.report_to(self.diagnostics)
         if self._device_problem:
             self.diagnostics.problem("device", self._device_problem)
 

@@ -79,6 +79,9 @@ PARAMS = [
 ]
 
 
+MAX_EPISODE_ID = 2**32 - 1  # episode ids are uint32 in every message
+
+
 def _joints_check(values: dict[str, Any]) -> str | None:
     joints = values["joints"]
     if sorted(joints) != sorted(HAND_JOINT_NAMES):
@@ -121,6 +124,7 @@ class ShadowHandSimNode(Node):
         self.create_service(SetGoal, "set_goal", self._on_set_goal)
         self.create_service(GetGoal, "get_goal", self._on_get_goal)
         self.diagnostics = Diagnostics(self, self._health, hardware_id=f"sim:{p['task']}")
+        self.params.report_to(self.diagnostics)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.lockstep:
             self.create_timer(0.05, self._lockstep_watchdog, clock=steady)
@@ -174,16 +178,21 @@ class ShadowHandSimNode(Node):
     def _on_reset(self, req: ResetEpisode.Request, res: ResetEpisode.Response):
         try:
             with self._lock:
-                if req.task and req.task != self.sim.scene.name:
+                sim = self.sim  # a refused request leaves the running task in place
+                if req.task and req.task != sim.scene.name:
                     if req.task not in SCENES:
                         raise ValueError(f"unknown task '{req.task}' (have {sorted(SCENES)})")
-                    self.sim = HandSim(req.task, self._config)
+                    sim = HandSim(req.task, self._config)
                 initial = None
                 if len(req.initial_qpos):
-                    qpos = conv.finite_vector(req.initial_qpos, self.sim.model.nq, "initial_qpos")
-                    initial = SimState(qpos=qpos, qvel=np.zeros(self.sim.model.nv))
-                obs = self.sim.reset(seed=int(req.seed), initial_state=initial)
-                self.episode_id = req.episode_id or self.episode_id + 1
+                    qpos = conv.finite_vector(req.initial_qpos, sim.model.nq, "initial_qpos")
+                    initial = SimState(qpos=qpos, qvel=np.zeros(sim.model.nv))
+                episode_id = req.episode_id or self.episode_id + 1
+                if episode_id > MAX_EPISODE_ID:
+                    raise ValueError(f"episode ids are exhausted after {self.episode_id}: "
+                                     "give the next id explicitly")
+                obs = sim.reset(seed=int(req.seed), initial_state=initial)
+                self.sim, self.episode_id = sim, episode_id
                 self._schedule = None
                 if self.lockstep:
                     self._tick_clock()
