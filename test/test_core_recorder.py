@@ -204,3 +204,21 @@ def test_task_reward_and_dataset_append(tmp_path):
     dataset.append_episode(**ep.dataset_arrays())
     assert EpisodeDataset(tmp_path).num_transitions == 3
     assert dataset.episode_meta(0)["policy"] == "exploration"
+
+
+def test_a_length_learnt_after_the_last_state_still_ends_the_episode():
+    # A recorder that starts mid-episode may get the last states before the (latched)
+    # schedule: the episode looks open-ended until the length arrives, then it ends.
+    clock = FakeClock()
+    rec = make(length=100, clock=clock, action_grace_s=0.5)
+    assert feed(rec, 6, range(15, 19)) == []
+    rec.set_episode_length(6, 18)
+    assert rec.open_episode == (6, 15, 4)
+    clock.now = 1.0
+    (ep,) = rec.poll()
+    assert len(ep) == 3 and ep.meta["last_step"] == 18 and not ep.meta["cut_short"]
+    # Only the very last state: nothing to store, and nothing left open.
+    assert rec.add_state(7, 20, state(7, 20), 9.0, goal=[10.0]) == []
+    rec.set_episode_length(7, 20)
+    clock.now = 2.0
+    assert rec.poll() == [] and rec.open_episode is None

@@ -10,7 +10,12 @@ import pytest
 from mbrl_ros.core.dataset import EpisodeDataset
 from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
 from mbrl_ros.core.model_store import ModelStore
-from mbrl_ros.core.retraining import RetrainSettings, acceptance_problem, retrain
+from mbrl_ros.core.retraining import (
+    RetrainSettings,
+    acceptance_problem,
+    non_finite_tensors,
+    retrain,
+)
 from mbrl_ros.core.serialization import checksum, model_from_bytes
 from mbrl_ros.core.training import TrainConfig
 
@@ -106,3 +111,82 @@ def test_model_store_keeps_the_newest_and_skips_damaged_files(tmp_path):
     (tmp_path / "model_000003.mbrl").write_bytes(latest.data[:-10])  # truncated
     assert store.latest().version == 2
     assert store.newest_version == 3  # a damaged version number is never reused
+
+
+# --------------------------------------------------------------------------------------
+# Divergence: real causes (no mocks), every path ends in a rejected job whose metrics
+# carry the loss that went bad, and no model.
+
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def sentinel_dataset(root, poison: dict[int, float], episodes: int = 12,
+                     length: int = 20) -> EpisodeDataset:
+    """Linear-system episodes; in episode ``i`` of ``poison`` state feature 2 reads
+    ``poison[i]`` throughout (a tracker reporting +-FLT_MAX for a lost object: finite, so it
+    passes every finiteness check, and equal in state and next state, so the deltas stay 0)."""
+    dataset = EpisodeDataset(root)
+    rng = np.random.default_rng(1)
+    for i in range(episodes):
+        s = rng.normal(size=S)
+        states, actions, nexts = [], [], []
+        for _ in range(length):
+            a = rng.uniform(-1, 1, A)
+            n = A_MAT @ s + B_MAT @ a
+            states.append(s)
+            actions.append(a)
+            nexts.append(n)
+            s = n
+        states, nexts = np.array(states), np.array(nexts)
+        if i in poison:
+            states[:, 2] = nexts[:, 2] = poison[i]
+        dataset.append_episode(states, actions, nexts, np.zeros(length),
+                               0.1 * np.arange(length))
+    return dataset
+
+
+def split_of(tmp_path, episodes: int = 12) -> tuple[list[int], list[int]]:
+    """Which episode ids train and which validate (the split depends only on the ids)."""
+    return sentinel_dataset(tmp_path / "split", {}, episodes).split_ids(0.2, 0)
+
+
+def test_a_nan_training_loss_rejects_the_job_and_reports_the_loss(tmp_path):
+    train_ids, _ = split_of(tmp_path)
+    # Centring a mix of +FLT_MAX and -FLT_MAX overflows float32: the inputs become inf and
+    # the first minibatch that holds one gives a NaN loss.
+    poison = {train_ids[0]: FLT_MAX, train_ids[1]: FLT_MAX, train_ids[2]: -FLT_MAX}
+    dataset = sentinel_dataset(tmp_path / "d", poison)
+    outcome = retrain(dataset, settings(max_val_mse=1e12))
+    assert not outcome.accepted and outcome.model is None
+    assert "training diverged: non-finite training loss" in outcome.message
+    assert not math.isfinite(outcome.metrics["train_loss"])
+    assert outcome.metrics["epochs"] == 0  # not one epoch completed
+
+
+def test_a_nan_validation_loss_rejects_the_job(tmp_path):
+    _, val_ids = split_of(tmp_path)
+    dataset = sentinel_dataset(tmp_path / "d", {val_ids[0]: FLT_MAX})
+    outcome = retrain(dataset, settings(max_val_mse=1e12))
+    assert not outcome.accepted and outcome.model is None
+    assert "non-finite validation loss" in outcome.message
+    assert not math.isfinite(outcome.metrics["val_loss"])
+
+
+def test_an_exploding_loss_is_caught_and_reported_before_it_turns_nan(tmp_path):
+    dataset = linear_dataset(tmp_path, episodes=10)
+    outcome = retrain(dataset, settings(max_val_mse=1e12, train=TrainConfig(
+        lr=1e3, epochs=20, batch_size=64, num_threads=1)))
+    assert not outcome.accepted and outcome.model is None
+    assert "exceeds divergence_mse" in outcome.message
+    assert 1e6 < outcome.metrics["train_loss"] < math.inf
+
+
+def test_non_finite_weights_or_statistics_are_named():
+    import torch
+
+    model = EnsembleDynamics(EnsembleConfig(S, A, num_members=2, hidden_sizes=(8,)))
+    assert non_finite_tensors(model) == []
+    with torch.no_grad():
+        model.layers[0].weight[0, 0, 0] = float("nan")
+        model.delta_normalizer.std[1] = float("inf")
+    assert sorted(non_finite_tensors(model)) == ["delta_normalizer.std", "layers.0.weight"]

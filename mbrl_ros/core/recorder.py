@@ -162,6 +162,13 @@ class TransitionRecorder:
         self._lengths[int(episode_id)] = int(length)
         while len(self._lengths) > _MAX_KNOWN_LENGTHS:
             del self._lengths[next(iter(self._lengths))]
+        current = self._open
+        if (current is not None and current.episode_id == int(episode_id) and int(length) > 0
+                and current.complete_since is None
+                and max(current.states, default=-1) >= self._end(current)):
+            # Its last state came before its length (a recorder that joined late): complete
+            # now, stored by poll() or the next action.
+            current.complete_since = self._clock()
 
     def add_state(
         self,

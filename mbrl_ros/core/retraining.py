@@ -94,6 +94,13 @@ def validation_metrics(model: EnsembleDynamics, val: TransitionBatch, horizon: i
     }
 
 
+def non_finite_tensors(model: EnsembleDynamics) -> list[str]:
+    """Names of the model's weights and normalizer statistics holding NaN or inf (the last
+    line of defence: such a model must never be published)."""
+    return [name for name, t in model.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def acceptance_problem(metrics: dict[str, Any], max_val_mse: float) -> str | None:
     """Why a trained model must not be used, or None: non-finite metrics or a validation
     MSE (z-scored) above the sanity bound."""
@@ -141,6 +148,7 @@ def retrain(
     result = train_ensemble(model, train, val, config, progress=progress)
     metrics.update(epochs=result.epochs_run, duration_s=result.duration_s)
     if result.diverged:
+        metrics.update(result.diverged_losses)  # e.g. train_loss NaN: what the metrics show
         return RetrainOutcome(False, f"training diverged: {result.message}", None, metrics,
                               result)
     final = result.final_metrics
@@ -148,6 +156,9 @@ def retrain(
                    val_mse_norm=float(final["val_mse_norm"]))
     metrics.update(validation_metrics(model, val, settings.eval_horizon))
     problem = acceptance_problem(metrics, settings.max_val_mse)
+    bad_tensors = non_finite_tensors(model)
+    if bad_tensors and not problem:
+        problem = f"non-finite weights or statistics after training: {bad_tensors[:5]}"
     if problem:
         return RetrainOutcome(False, problem, None, metrics, result)
     start = "warm-started" if warm else "from scratch"

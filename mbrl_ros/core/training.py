@@ -84,7 +84,10 @@ class TrainResult:
     Losses are per-member means in z-scored delta units (MSE, or Gaussian NLL for
     probabilistic members). ``best_epoch`` (1-based) is the epoch with the lowest
     validation loss (None without validation data). On ``diverged`` the model has been
-    restored to the weights and statistics it had before the call.
+    restored to the weights and statistics it had before the call, and
+    ``diverged_losses`` holds the value(s) that stopped it (``train_loss``: the minibatch loss
+    or MSE, NaN/inf or above ``divergence_mse``; ``val_loss``: a non-finite validation loss),
+    so a rejected job can report the loss that went bad.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -93,6 +96,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     diverged: bool = False
+    diverged_losses: dict[str, float] = field(default_factory=dict)
     message: str = ""
     duration_s: float = 0.0
     final_metrics: dict[str, float] = field(default_factory=dict)
@@ -188,9 +192,10 @@ def _train(
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     result = TrainResult()
 
-    def diverge(message: str) -> TrainResult:
+    def diverge(message: str, **losses: float) -> TrainResult:
         model.load_state_dict(before)
         result.diverged = True
+        result.diverged_losses = {k: float(v) for k, v in losses.items()}
         result.message = message
         return result
 
@@ -247,12 +252,16 @@ def _train(
             if config.logvar_bound_coef > 0:
                 loss = loss + config.logvar_bound_coef * model.logvar_bound_penalty()
             if not bool(torch.isfinite(loss)):
-                return diverge(f"non-finite training loss at epoch {epoch}")
+                return diverge(
+                    f"non-finite training loss ({float(loss.detach()):g}) at epoch {epoch}",
+                    train_loss=float(member_losses.detach().mean()),
+                )
             batch_mse = float((mean.detach() - yb).pow(2).mean())
             if batch_mse > config.divergence_mse:
                 return diverge(
                     f"training MSE {batch_mse:.3g} exceeds divergence_mse "
-                    f"{config.divergence_mse:g} at epoch {epoch}"
+                    f"{config.divergence_mse:g} at epoch {epoch}",
+                    train_loss=batch_mse,
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -267,7 +276,10 @@ def _train(
         if val is not None:
             val_metrics = _evaluate(model, val_x, val_y)
             if not math.isfinite(val_metrics["loss"]):
-                return diverge(f"non-finite validation loss at epoch {epoch}")
+                return diverge(
+                    f"non-finite validation loss ({val_metrics['loss']:g}) at epoch {epoch}",
+                    val_loss=val_metrics["loss"],
+                )
             result.val_loss.append(val_metrics["loss"])
             metrics.update(val_loss=val_metrics["loss"], val_mse_norm=val_metrics["mse_norm"])
             if val_metrics["loss"] < best_val:

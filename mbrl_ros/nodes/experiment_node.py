@@ -7,6 +7,15 @@ the ``task_state`` and ``planned_action`` topics, the model from the trainer's s
 Writes ``<runs_dir>/<run_name>/``: ``metrics.csv``, ``learning_curve.png``,
 ``rollout_latest`` (MP4 or PNG strip), ``config.yaml``; prints a line per episode and one
 per iteration; exits when the budget is spent (the launch files exit with it).
+
+Faults (docs/faults.md): the other nodes may die and be respawned at any time. A service
+call that a dead node never answers is asked again until the node is back
+(``startup_timeout_s``). An episode whose fresh states or commands stop for
+``stall_timeout_s``, or whose simulator restarted (its object readings carry another episode
+id or a step count that went back), is abandoned and run again as the next episode once
+every node answers. The trainer is not needed while an episode runs: when it is down
+(no ``num_transitions`` heartbeat) the episodes go on without waiting for it to store them.
+A training job lost with a restarted trainer is requested again.
 """
 
 from __future__ import annotations
@@ -30,8 +39,9 @@ from rclpy.parameter import Parameter, parameter_value_to_python
 from std_msgs.msg import Float64
 
 from mbrl_ros.core.experiment_plan import Budget, Step, pddm_plan
-from mbrl_ros.msg import GoalSchedule, PlannedAction, TaskState, TrainingMetrics
+from mbrl_ros.msg import GoalSchedule, ObjectStates, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
+from mbrl_ros.nodes.diagnostics import OK, Diagnostics
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
@@ -67,25 +77,53 @@ PARAMS = [
           read_only=True),
     Param("planner", "mpc_planner", "name of the planner node (same namespace)",
           read_only=True),
+    Param("estimator", "state_estimator", "name of the state estimator node (same namespace)",
+          read_only=True),
+    Param("stall_timeout_s", 3.0, "an episode whose fresh (not stale) states or commands "
+          "stop for this long (wall s; a node died) is abandoned and run again once every "
+          "node answers", 0.5, 3600.0, read_only=True),
     Param("config_nodes", ["shadow_hand_sim", "state_estimator", "dynamics_trainer",
                            "mpc_planner"], "nodes whose parameters go into config.yaml",
           read_only=True),
 ]
 
 
+# A service call not answered in this long is sent again: a node killed mid-call stays in
+# the DDS graph until its lease ends, and its respawned successor never saw the request.
+CALL_ATTEMPT_S = 2.0
+# The trainer's status after an episode: asked once this long before the trainer counts as
+# down (it answers in milliseconds when it runs).
+STATUS_ATTEMPT_S = 1.0
+# The trainer publishes ~/num_transitions every second: silent this long = not running.
+TRAINER_SILENT_S = 1.5
+# A trainer that neither stores an episode nor records it this long did not see its end.
+NOT_RECORDING_S = 3.0
+MAX_INTERRUPTIONS = 10  # in a row, then the run stops
+
+
 class ExperimentError(RuntimeError):
     """The loop cannot go on (a node is missing or did not answer)."""
 
 
+class EpisodeInterrupted(RuntimeError):
+    """A node of the loop stopped during the episode: it is run again."""
+
+
 @dataclass
 class EpisodeRecord:
-    """What the topics said about one episode."""
+    """What the topics said about one episode (fields after ``done``: the fault watch)."""
 
     episode_id: int
     length: int
     states: dict[int, np.ndarray] = field(default_factory=dict)
     actions: dict[int, PlannedAction] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
+    t0_ns: int | None = None  # stamp of the first observation (known after the reset)
+    started: float = 0.0  # time.monotonic() when the schedule went out
+    last_state: float = 0.0  # time.monotonic() of the newest fresh (not stale) state
+    last_action: float = 0.0  # time.monotonic() of the newest command
+    object_step: int = -1  # the simulator's newest step count in this episode
+    problem: str = ""  # set by a callback: the simulator restarted
 
 
 class ExperimentNode(Node):
@@ -101,6 +139,9 @@ class ExperimentNode(Node):
         self.budget = Budget(p["random_rollouts"], p["iterations"], p["rollouts_per_iteration"],
                              p["random_rollouts_per_iteration"])
         self.exit_code = 0
+        self.diagnostics = Diagnostics(self, lambda: (OK, "running", {"run": self.run_dir}),
+                                       hardware_id="experiment")
+        self.params.report_to(self.diagnostics)
         group = ReentrantCallbackGroup()
         self.pub_schedule = self.create_publisher(GoalSchedule, "goal_schedule", conv.LATCHED_QOS)
         self.pub_numbers = {k: self.create_publisher(Float64, f"~/{k}", 10)
@@ -111,6 +152,10 @@ class ExperimentNode(Node):
                                  callback_group=group)
         self.create_subscription(TrainingMetrics, f"{p['trainer']}/metrics", self._on_metrics,
                                  10, callback_group=group)
+        self.create_subscription(ObjectStates, "object_states", self._on_objects, 10,
+                                 callback_group=group)
+        self.create_subscription(Float64, f"{p['trainer']}/num_transitions",
+                                 self._on_trainer_count, 10, callback_group=group)
         self.reset_client = self.create_client(ResetEpisode, "reset_episode",
                                                callback_group=group)
         self.train_client = self.create_client(TrainModel, f"{p['trainer']}/train",
@@ -122,16 +167,25 @@ class ExperimentNode(Node):
         self.planner_params = self.create_client(SetParameters,
                                                  f"{p['planner']}/set_parameters",
                                                  callback_group=group)
+        self.estimator_params = self.create_client(GetParameters,
+                                                   f"{p['estimator']}/get_parameters",
+                                                   callback_group=group)
         self._group = group
         self._lock = threading.Lock()
         self._episode: EpisodeRecord | None = None
         self._metrics: list[TrainingMetrics] = []
+        self._trainer_heard = -1e9  # time.monotonic() of the trainer's newest heartbeat
+        self._trainer_count = 0  # its newest num_transitions
+        self._planner_ticks = -1  # the planner's command counter (restarts at 1 with it)
+        self._planner_restarted = threading.Event()
+        self._states_flow = threading.Event()  # a task state (of any episode) arrived
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._main, name="experiment", daemon=True)
         self._worker.start()
 
     # ----- callbacks: record only ---------------------------------------------------------
     def _on_state(self, msg: TaskState) -> None:
+        self._states_flow.set()
         with self._lock:
             ep = self._episode
             if ep is None or msg.episode_id != ep.episode_id or msg.step > ep.length:
@@ -140,32 +194,82 @@ class ExperimentNode(Node):
             if state.shape != (self.task.state_dim,) or not np.all(np.isfinite(state)):
                 self.get_logger().warning(f"ignoring a malformed task state (step {msg.step})")
                 return
+            if not msg.stale:
+                ep.last_state = time.monotonic()
             ep.states[msg.step] = state
             if msg.step == ep.length:
                 ep.done.set()
 
     def _on_action(self, msg: PlannedAction) -> None:
         with self._lock:
+            if msg.stats.ticks < self._planner_ticks:
+                self._planner_restarted.set()  # its parameters are the YAML's again
+            self._planner_ticks = msg.stats.ticks
             ep = self._episode
             if ep is not None and msg.episode_id == ep.episode_id and msg.step < ep.length:
                 ep.actions[msg.step] = msg
+                ep.last_action = time.monotonic()
+
+    def _on_objects(self, msg: ObjectStates) -> None:
+        """A restarted (or self-reset) simulator shows in its object readings: another
+        episode id, or a step count that went back. A tracker without episode ids sends 0
+        and is not checked."""
+        with self._lock:
+            ep = self._episode
+            if (ep is None or ep.t0_ns is None or ep.problem or msg.episode_id == 0
+                    or conv.ns_from_time(msg.header.stamp) < ep.t0_ns):
+                return
+            if msg.episode_id != ep.episode_id:
+                ep.problem = (f"the simulator now reports episode {msg.episode_id} (it "
+                              "restarted, or someone else reset it)")
+            elif msg.step < ep.object_step:
+                ep.problem = (f"the simulator's step went back from {ep.object_step} to "
+                              f"{msg.step} (it restarted or reset itself)")
+            else:
+                ep.object_step = msg.step
+
+    def _on_trainer_count(self, msg: Float64) -> None:
+        with self._lock:
+            self._trainer_heard = time.monotonic()
+            self._trainer_count = int(msg.data)
+
+    def _trainer_silent(self) -> bool:
+        with self._lock:
+            return time.monotonic() - self._trainer_heard > TRAINER_SILENT_S
 
     def _on_metrics(self, msg: TrainingMetrics) -> None:
         with self._lock:
             self._metrics.append(msg)
 
     # ----- service plumbing ---------------------------------------------------------------
-    def _call(self, client, request, timeout: float, what: str):
-        if not client.wait_for_service(timeout_sec=min(timeout, 10.0)):
-            raise ExperimentError(f"{what}: service {client.srv_name} is not available")
-        future = client.call_async(request)
+    def _call(self, client, request, timeout: float, what: str,
+              attempt_s: float = CALL_ATTEMPT_S):
+        """The response of ``client`` to ``request``. A server that does not answer within
+        ``attempt_s`` is asked again until ``timeout`` (a node killed mid-call stays in the
+        DDS graph until its lease ends, and its respawned successor never saw the request);
+        ``attempt_s >= timeout`` asks once. Every request sent here is safe to repeat."""
         deadline = time.monotonic() + timeout
-        while not future.done():
-            if self._stop.is_set() or time.monotonic() > deadline:
-                client.remove_pending_request(future)
-                raise ExperimentError(f"{what}: no answer from {client.srv_name} in {timeout} s")
-            time.sleep(0.005)
-        return future.result()
+        warned = False
+        while True:
+            remaining = deadline - time.monotonic()
+            if self._stop.is_set():
+                raise ExperimentError("stopped")
+            if remaining <= 0:
+                raise ExperimentError(f"{what}: no answer from {client.srv_name} in "
+                                      f"{timeout:g} s")
+            if not client.wait_for_service(timeout_sec=min(remaining, 0.5)):
+                continue
+            future = client.call_async(request)
+            until = time.monotonic() + min(attempt_s, remaining)
+            while not future.done() and time.monotonic() < until and not self._stop.is_set():
+                time.sleep(0.005)
+            if future.done():
+                return future.result()
+            client.remove_pending_request(future)
+            if not warned and time.monotonic() < deadline and not self._stop.is_set():
+                self.get_logger().warning(f"{what}: {client.srv_name} did not answer in "
+                                          f"{attempt_s:g} s; asking again (restarting?)")
+                warned = True
 
     def _wait(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
@@ -180,7 +284,19 @@ class ExperimentNode(Node):
             time.sleep(0.01)
 
     def _status(self, client) -> GetStatus.Response:
-        return self._call(client, GetStatus.Request(), 30.0, "status")
+        """A node's status, waiting for it while it restarts (``startup_timeout_s``)."""
+        return self._call(client, GetStatus.Request(), self.params["startup_timeout_s"],
+                          "status")
+
+    def _try_status(self, client) -> GetStatus.Response | None:
+        """One quick status request; None when it goes unanswered (the node is down)."""
+        try:
+            return self._call(client, GetStatus.Request(), STATUS_ATTEMPT_S, "status",
+                              attempt_s=STATUS_ATTEMPT_S)
+        except ExperimentError:
+            if self._stop.is_set():
+                raise
+            return None
 
     def _planner_loaded(self) -> int:
         """Newest model version the planner has accepted (it plans on it from the next
@@ -189,10 +305,34 @@ class ExperimentNode(Node):
         values = {kv.key: kv.value for kv in status.values}
         return int(values.get("accepted_model_version", status.model_version))
 
+    def _next_metrics(self, seen: int, wait: float) -> TrainingMetrics | None:
+        """The newest training metrics if more than ``seen`` arrived within ``wait`` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                if len(self._metrics) > seen:
+                    return self._metrics[-1]
+            if self._stop.is_set():
+                raise ExperimentError("stopped")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    def _request_training(self, p: dict[str, Any]) -> tuple[int, str]:
+        """Start a training job; returns its id and the trainer's message. A job already
+        running (a request repeated after a slow answer) is adopted."""
+        res = self._call(self.train_client, TrainModel.Request(
+            from_scratch=True, epochs=p["train_epochs"]), p["startup_timeout_s"],
+            "start training")
+        if not res.accepted and res.job_id == 0:
+            raise ExperimentError(f"the trainer refused to train: {res.message}")
+        return int(res.job_id), res.message
+
     def _set_policy(self, policy: str) -> None:
         req = SetParameters.Request(parameters=[Parameter("policy", value=policy)
                                                 .to_parameter_msg()])
-        res = self._call(self.planner_params, req, 30.0, "set the planner's policy")
+        res = self._call(self.planner_params, req, self.params["startup_timeout_s"],
+                         "set the planner's policy")
         if not res.results or not res.results[0].successful:
             reason = res.results[0].reason if res.results else "no result"
             raise ExperimentError(f"the planner refused policy={policy}: {reason}")
@@ -206,8 +346,11 @@ class ExperimentNode(Node):
                 self.get_logger().error(f"experiment stopped: {exc}")
                 self.exit_code = 1
         except Exception:  # the loop must not die silently
-            self.get_logger().error(f"experiment crashed:\n{traceback.format_exc()}")
-            self.exit_code = 1
+            if self._stop.is_set():  # a call cut short by the shutdown, not a crash
+                self.get_logger().info("experiment stopped while waiting on another node")
+            else:
+                self.get_logger().error(f"experiment crashed:\n{traceback.format_exc()}")
+                self.exit_code = 1
         finally:
             if not self._stop.is_set():
                 rclpy.try_shutdown()
@@ -216,17 +359,26 @@ class ExperimentNode(Node):
         p = self.params.snapshot()
         timeout = p["startup_timeout_s"]
         for client in (self.reset_client, self.train_client, self.trainer_status,
-                       self.planner_status, self.planner_params):
+                       self.planner_status, self.planner_params, self.estimator_params):
             self._wait(lambda c=client: c.wait_for_service(timeout_sec=0.2), timeout,
                        f"service {client.srv_name}")
         self._wait(lambda: self.pub_schedule.get_subscription_count() >= 3, timeout,
                    "the simulator, estimator and planner to subscribe to goal_schedule")
+        # Before the first episode the estimator already publishes (episode 0, from the
+        # first joint state): the first episode starts once it reaches this node and the
+        # trainer (topics connect some time after the services appear on a busy machine).
+        self._wait(self._states_flow.is_set, timeout, "task states")
+        self._wait(lambda: self.count_publishers("planned_action") > 0, timeout,
+                   "the planner's planned_action")
+        self._wait(lambda: int({kv.key: kv.value for kv in self._status(
+            self.trainer_status).values}.get("recorder_states", 0)) > 0, timeout,
+            "the trainer to receive task states")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(p)
         log = MetricsLog(self.run_dir / "metrics.csv")
         status = self._status(self.trainer_status)
-        episode_id = int(dict((kv.key, kv.value) for kv in status.values)
-                         .get("max_episode_id", status.num_episodes)) + 1
+        values = {kv.key: kv.value for kv in status.values}
+        episode_id = max(int(values.get("max_episode_id", status.num_episodes)), 0) + 1
         plan = pddm_plan(self.budget)
         self.get_logger().info(
             f"run '{p['run_name']}' in {self.run_dir}: {self.budget.random_rollouts} random "
@@ -235,7 +387,6 @@ class ExperimentNode(Node):
             f"{self.budget.random_rollouts_per_iteration} random), {self.length} steps each; "
             f"the trainer holds {status.num_transitions} transitions")
         model_version = status.model_version
-        policy = None
         last_mpc: tuple[np.ndarray, np.ndarray] | None = None
         for index, step in enumerate(plan):
             if step.kind == "train":
@@ -243,11 +394,8 @@ class ExperimentNode(Node):
                     self._end_iteration(step.iteration - 1, last_mpc)
                 model_version = self._train(step, model_version)
                 continue
-            if step.policy != policy:
-                policy = step.policy
-                self._set_policy("plan" if policy == "mpc" else "explore")
-            row, states, goals = self._episode_run(episode_id, step, p["seed"] + episode_id,
-                                                   model_version)
+            row, states, goals, episode_id = self._episode_with_retries(
+                episode_id, step, p["seed"], model_version)
             log.append(row)
             if step.policy == "mpc":
                 last_mpc = (states, goals)
@@ -258,45 +406,84 @@ class ExperimentNode(Node):
             f"done: results in {self.run_dir.resolve()} (metrics.csv, learning_curve.png, "
             f"rollout_latest, config.yaml)")
 
+    def _episode_with_retries(self, episode_id: int, step: Step, seed: int, model_version: int
+                              ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, int]:
+        """One episode of the plan (seed ``seed + id``); an interrupted one runs again under
+        the next id once every node answers. Returns row, states, goals and the id used."""
+        for _ in range(MAX_INTERRUPTIONS + 1):
+            try:
+                return (*self._episode_run(episode_id, step, seed + episode_id, model_version),
+                        episode_id)
+            except EpisodeInterrupted as exc:
+                self.diagnostics.problem(
+                    "episode_interrupted", f"episode {episode_id} interrupted: {exc}; it "
+                    f"runs again as episode {episode_id + 1} once every node answers")
+                episode_id += 1
+                self._wait_for_nodes()
+        raise ExperimentError(f"{MAX_INTERRUPTIONS + 1} episodes in a row were interrupted")
+
+    def _wait_for_nodes(self) -> None:
+        """After an interruption: the estimator and the planner answer again (a respawned
+        one is up). The simulator answers the next reset; the trainer is not needed."""
+        timeout = self.params["startup_timeout_s"]
+        self._call(self.estimator_params, GetParameters.Request(names=["task"]), timeout,
+                   "wait for the state estimator")
+        self._status(self.planner_status)
+
     def _episode_run(self, episode_id: int, step: Step, seed: int,
                      model_version: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
         p = self.params.snapshot()
-        before = self._status(self.trainer_status).num_episodes
+        # Every episode: a respawned planner starts with the YAML's policy and must have the
+        # model before an MPC episode starts.
+        self._set_policy("plan" if step.policy == "mpc" else "explore")
+        if step.policy == "mpc" and model_version > 0:
+            self._wait(lambda: self._planner_loaded() >= model_version, p["startup_timeout_s"],
+                       f"the planner to load model v{model_version}")
+        self._planner_restarted.clear()
         record = EpisodeRecord(episode_id, self.length)
         with self._lock:
             self._episode = record
         start = time.monotonic()
-        res = self._call(self.reset_client, ResetEpisode.Request(
-            seed=seed % 2**32, task=self.task.name, episode_id=episode_id), 30.0,
-            "reset the simulator")
-        if not res.success:
-            raise ExperimentError(f"the simulator refused the reset: {res.message}")
-        goals = self.task.episode_goals(seed, self.length + 1)
-        schedule = GoalSchedule(task=self.task.name, episode_id=episode_id,
-                                episode_length=self.length, goal_dim=self.task.goal_dim,
-                                goals=goals.double().flatten().tolist())
-        schedule.header.stamp = res.first_observation_stamp
-        schedule.header.frame_id = "world"
-        self.pub_schedule.publish(schedule)
-        if not record.done.wait(p["episode_timeout_s"]):
-            raise ExperimentError(f"episode {episode_id} did not finish in "
-                                  f"{p['episode_timeout_s']} s ({len(record.states)} states)")
-        try:  # the last action can trail the last state; a lost sample is resent within 3 s
-            self._wait(lambda: len(record.actions) >= record.length, 3.5, "")
-        except ExperimentError:
-            pass
-        with self._lock:
-            self._episode = None
+        try:
+            res = self._call(self.reset_client, ResetEpisode.Request(
+                seed=seed % 2**32, task=self.task.name, episode_id=episode_id),
+                p["startup_timeout_s"], "reset the simulator")
+            if not res.success:
+                raise ExperimentError(f"the simulator refused the reset: {res.message}")
+            goals = self.task.episode_goals(seed, self.length + 1)
+            schedule = GoalSchedule(task=self.task.name, episode_id=episode_id,
+                                    episode_length=self.length, goal_dim=self.task.goal_dim,
+                                    goals=goals.double().flatten().tolist())
+            schedule.header.stamp = res.first_observation_stamp
+            schedule.header.frame_id = "world"
+            with self._lock:
+                record.t0_ns = conv.ns_from_time(res.first_observation_stamp)
+                record.started = time.monotonic()
+            self.pub_schedule.publish(schedule)
+            self._watch_episode(record, step, p)
+            # The last action can trail the last state; a lost sample is resent within 3 s.
+            # One publisher's samples arrive in order, so a gap before the newest action is
+            # a step the planner skipped (realtime: two states within one tick), not a
+            # sample on its way: only the last action is waited for.
+            try:
+                self._wait(lambda: max(record.actions, default=-1) >= record.length - 1, 3.5,
+                           "")
+            except ExperimentError:
+                pass
+        finally:
+            with self._lock:
+                self._episode = None
         states, actions = self._episode_arrays(record)
         metrics = self.task.episode_metrics(torch.as_tensor(states), torch.as_tensor(actions),
                                             goals.double())
-        trainer = self._wait(lambda: (s := self._status(self.trainer_status)).num_episodes
-                             > before and s, 60.0, f"the trainer to store episode {episode_id}")
+        trainer = self._stored_status(episode_id)
+        with self._lock:
+            transitions = trainer.num_transitions if trainer is not None else self._trainer_count
         latencies = [a.stats.plan_latency_ms for a in record.actions.values()
                      if not a.stats.fallback and a.stats.planner not in ("exploration", "hold")]
         row = {
             "episode": episode_id, "iteration": step.iteration, "policy": step.policy,
-            "seed": seed, "steps": metrics["steps"], "transitions": trainer.num_transitions,
+            "seed": seed, "steps": metrics["steps"], "transitions": transitions,
             "return": metrics["return"], "score": metrics["score"],
             "tracking_error": metrics["tracking_error"], "drop": metrics["drop"],
             "success": metrics["success"],
@@ -309,6 +496,73 @@ class ExperimentNode(Node):
         for key in ("score", "return", "tracking_error"):
             self.pub_numbers[key].publish(Float64(data=float(row[key])))
         return row, states, goals.numpy()
+
+    def _watch_episode(self, record: EpisodeRecord, step: Step, p: dict[str, Any]) -> None:
+        """Wait for the episode's last state. EpisodeInterrupted when a node of the loop
+        stopped (no fresh state or no command for ``stall_timeout_s``) or the simulator
+        restarted; a restarted planner gets its policy again."""
+        stall = p["stall_timeout_s"]
+        deadline = record.started + p["episode_timeout_s"]
+        while not record.done.wait(0.05):
+            if self._stop.is_set():
+                raise ExperimentError("stopped")
+            now = time.monotonic()
+            with self._lock:
+                problem = record.problem
+                quiet_states = now - max(record.last_state, record.started)
+                quiet_commands = now - max(record.last_action, record.started)
+            if problem:
+                raise EpisodeInterrupted(problem)
+            if quiet_states > stall:
+                raise EpisodeInterrupted(f"no fresh task state for {quiet_states:.1f} s (the "
+                                         "simulator or the state estimator stopped)")
+            if quiet_commands > stall:
+                raise EpisodeInterrupted(f"no command for {quiet_commands:.1f} s (the planner "
+                                         "stopped)")
+            if now > deadline:
+                raise ExperimentError(f"episode {record.episode_id} did not finish in "
+                                      f"{p['episode_timeout_s']} s ({len(record.states)} "
+                                      "states)")
+            if self._planner_restarted.is_set():
+                self._planner_restarted.clear()
+                self.get_logger().warning("the planner restarted: setting its policy again")
+                self._set_policy("plan" if step.policy == "mpc" else "explore")
+
+    def _stored_status(self, episode_id: int) -> GetStatus.Response | None:
+        """The trainer's status once it has stored ``episode_id``. When it cannot (it is
+        down, or it restarted during the episode and never saw its end) the run goes on:
+        None (down), or its status."""
+        deadline = time.monotonic() + 60.0
+        not_recording_since: float | None = None
+        while True:
+            status = self._try_status(self.trainer_status)
+            now = time.monotonic()
+            if status is None and self._trainer_silent():
+                self.get_logger().warning(
+                    f"episode {episode_id}: the trainer is not running (no num_transitions "
+                    f"for {TRAINER_SILENT_S:g} s); the episodes go on")
+                return None
+            values = {} if status is None else {kv.key: kv.value for kv in status.values}
+            if status is None:
+                pass  # it runs but did not answer in time: ask again
+            elif int(values.get("max_episode_id", -1)) >= episode_id:
+                return status
+            elif (int(values.get("open_episode_id", -1)) == episode_id
+                    or int(values.get("unsaved_episodes", 0)) > 0):
+                not_recording_since = None
+            elif not_recording_since is None:
+                not_recording_since = now
+            elif now - not_recording_since > NOT_RECORDING_S:
+                self.get_logger().warning(
+                    f"episode {episode_id}: the trainer neither stored nor records it (it "
+                    "missed the episode: down or restarting); the run goes on")
+                return status
+            if now > deadline:
+                view = {k: values.get(k) for k in ("open_episode", "max_episode_id",
+                                                    "unsaved_episodes")}
+                raise ExperimentError(f"the trainer did not store episode {episode_id} in "
+                                      f"60 s ({view})")
+            time.sleep(0.05)
 
     def _episode_arrays(self, record: EpisodeRecord) -> tuple[np.ndarray, np.ndarray]:
         """States ``[T+1, S]`` and actions ``[T, A]``; a missing entry repeats the one
@@ -334,14 +588,20 @@ class ExperimentNode(Node):
         with self._lock:
             seen = len(self._metrics)
         start = time.monotonic()
-        res = self._call(self.train_client, TrainModel.Request(
-            from_scratch=True, epochs=p["train_epochs"]), 60.0, "start training")
-        if not res.accepted:
-            raise ExperimentError(f"the trainer refused to train: {res.message}")
+        job, message = self._request_training(p)
         self.get_logger().info(f"iteration {step.iteration}/{self.budget.iterations}: "
-                               f"training ({res.message})")
-        metrics = self._wait(lambda: self._metrics[seen:] and self._metrics[-1],
-                             p["train_timeout_s"], "the training result")
+                               f"training ({message})")
+        while (metrics := self._next_metrics(seen, 1.0)) is None:
+            if time.monotonic() - start > p["train_timeout_s"]:
+                raise ExperimentError(f"timed out after {p['train_timeout_s']:g} s waiting "
+                                      "for the training result")
+            status = self._try_status(self.trainer_status)
+            if status is not None and status.state != "training":
+                values = {kv.key: kv.value for kv in status.values}
+                if int(values.get("job_id", job)) < job:  # a respawned trainer counts anew
+                    self.get_logger().warning(f"the trainer restarted during training job "
+                                              f"{job}: requesting the training again")
+                    job, message = self._request_training(p)
         took = time.monotonic() - start
         if not metrics.accepted:
             self.get_logger().warning(

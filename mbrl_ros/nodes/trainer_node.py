@@ -167,6 +167,10 @@ class DynamicsTrainerNode(Node):
         self._write_failures = 0
         self._retry_at = 0.0
         self.stale_states = 0
+        # Newest stream episode id on disk: the experiment manager waits for it (and numbers
+        # its episodes after it when it starts again).
+        self.max_episode_id = max((int(self.dataset.episode_meta(i).get("episode_id", -1))
+                                   for i in self.dataset.episode_ids), default=-1)
 
         self._job_lock = threading.Lock()
         self._job: threading.Thread | None = None
@@ -197,8 +201,10 @@ class DynamicsTrainerNode(Node):
         self.create_service(GetStatus, "~/get_status", self._on_status, callback_group=serve)
         self.create_timer(1.0, self._publish_count, callback_group=serve, clock=steady)
         self.diagnostics = Diagnostics(self, self._health, hardware_id="trainer")
+        self.params.report_to(self.diagnostics)
 
         self._republish_checkpoint()
+        self._report_quarantined()
         self.get_logger().info(
             f"recording '{self.task.name}' transitions into {dataset_dir} "
             f"({self.dataset.num_episodes} episodes, {self.dataset.num_transitions} "
@@ -261,6 +267,7 @@ class DynamicsTrainerNode(Node):
         for i, episode in enumerate(pending):
             try:
                 dataset_id = self.dataset.append_episode(**episode.dataset_arrays())
+                self.max_episode_id = max(self.max_episode_id, int(episode.meta["episode_id"]))
             except OSError as exc:
                 self._write_failures += 1
                 self._unsaved = pending[i:]
@@ -319,7 +326,7 @@ class DynamicsTrainerNode(Node):
         if res.accepted:
             self.get_logger().info(f"{request} accepted: {res.message}")
         else:
-            self.get_logger().warning(f"{request} refused: {res.message}")
+            self.diagnostics.problem("train_request", f"{request} refused: {res.message}")
         return res
 
     def _run_job(self, job_id: int, settings: RetrainSettings, niceness: int,
@@ -418,6 +425,16 @@ class DynamicsTrainerNode(Node):
         self.pub_model.publish(self._model_message(stored))
         self.get_logger().info(f"republished model version {stored.version} from {stored.path}")
 
+    def _report_quarantined(self) -> None:
+        """One diagnostics problem per unusable file found at start-up (moved to quarantine/;
+        everything else loaded)."""
+        for path in self.dataset.quarantined:
+            self.diagnostics.problem("quarantined_file", f"unreadable episode file moved to "
+                                     f"{path}; the other episodes loaded")
+        for q in self.store.quarantined:
+            self.diagnostics.problem("quarantined_file", f"unusable checkpoint {q.original.name} "
+                                     f"moved to {q.path} ({q.reason}); older ones still load")
+
     def _model_message(self, stored: StoredModel) -> ModelUpdate:
         msg = ModelUpdate(format_version=ModelUpdate.FORMAT_VERSION, version=stored.version,
                           task=self.task.name, state_fields=list(self.state_fields),
@@ -453,7 +470,7 @@ class DynamicsTrainerNode(Node):
     def _on_status(self, _req: GetStatus.Request, res: GetStatus.Response):
         res.node = self.get_name()
         res.state = "training" if self._training() else "idle"
-        res.model_version = self.version if self._current is not None else 0
+        res.model_version = self._current.version if self._current is not None else 0
         res.num_transitions = self.dataset.num_transitions
         res.num_episodes = self.dataset.num_episodes
         res.values = [KeyValue(key=str(k), value=str(v)) for k, v in self._status_values().items()]
@@ -468,8 +485,11 @@ class DynamicsTrainerNode(Node):
             "models_dir": self.store.root, "job_id": self._job_id,
             "open_episode": "none" if open_episode is None else
             f"{open_episode[0]} from step {open_episode[1]} ({open_episode[2]} states)",
+            "open_episode_id": -1 if open_episode is None else open_episode[0],
+            "max_episode_id": self.max_episode_id,
             "unsaved_episodes": len(self._unsaved), "write_failures": self._write_failures,
-            "stale_states_skipped": self.stale_states}
+            "stale_states_skipped": self.stale_states,
+            "quarantined_files": len(self.dataset.quarantined) + len(self.store.quarantined)}
         values.update({f"rejected_{k}": n for k, n in dict(self.diagnostics.problems).items()})
         values.update({f"last_job_{k}": v for k, v in self._last_job.items()})
         values.update({f"recorder_{k}": v for k, v in sorted(counts.items())})
