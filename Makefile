@@ -16,7 +16,7 @@ PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
-        bench-learning clean distclean
+        bench-learning bench-soak clean distclean
 
 help:
 	@echo "make demo   run the main job on the simulated hand (sets everything up first)"
@@ -24,6 +24,8 @@ help:
 	@echo "make bench  the quick benchmark suite (bench/results/*.json, about 15 min)"
 	@echo "make bench-learning  learning curves vs planners, a perfect model and SAC (hours;"
 	@echo "            resumable; BUDGET=short|standard)"
+	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
+	@echo "            transitions executed vs recorded (bench/results/soak.json)"
 
 $(STAMPS)/apt: scripts/setup/apt_packages.sh
 	@mkdir -p $(STAMPS)
@@ -79,6 +81,11 @@ bench-model: $(STAMPS)/install
 BUDGET ?= standard
 bench-learning: $(STAMPS)/install
 	$(VPY) bench/bench_learning.py --budget $(BUDGET)
+
+# Long, not part of `make bench`: the whole learning stack for DURATION seconds.
+DURATION ?= 1800
+bench-soak: $(STAMPS)/install
+	$(VPY) bench/bench_soak.py --duration $(DURATION) --out bench/results/soak.json
 
 clean:
 	rm -rf $(BUILD)
