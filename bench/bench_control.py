@@ -258,9 +258,7 @@ class Probe:
     (single-threaded executor in a thread), calls the trainer and planner services."""
 
     def __init__(self) -> None:
-        import rclpy
         from rcl_interfaces.srv import SetParameters
-        from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import Float64, Float64MultiArray
 
         from mbrl_ros.msg import PlannedAction, TaskState, TrainingMetrics
@@ -268,11 +266,8 @@ class Probe:
 
         self.lock = threading.Lock()
         self.rx = Received()
-        self.context = rclpy.Context()
-        # No rclpy signal handlers: Ctrl-C and SIGTERM must unwind the bench, which stops
-        # the nodes.
-        rclpy.init(context=self.context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
-        node = self.node = rclpy.create_node("bench_control_probe", context=self.context)
+        self._ros = benchlib.ProbeNode("bench_control_probe")
+        node = self.node = self._ros.node
         node.create_subscription(Float64MultiArray, f"{NS}/joint_commands", self._on_command, 50)
         node.create_subscription(PlannedAction, f"{NS}/planned_action", self._on_action, 200)
         node.create_subscription(TaskState, f"{NS}/task_state", self._on_state, 50)
@@ -282,18 +277,10 @@ class Probe:
         self.train_client = node.create_client(TrainModel, f"{NS}/dynamics_trainer/train")
         self.param_client = node.create_client(SetParameters,
                                                f"{NS}/mpc_planner/set_parameters")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, name="probe", daemon=True)
-        self.thread.start()
+        self._ros.start()
 
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self._ros.close()
 
     # callbacks: receipt time first, then as little work as possible
     def _on_command(self, _msg: Any) -> None:

@@ -260,8 +260,6 @@ class Probe:
     trainer's ``~/num_transitions`` (single-threaded executor in a thread)."""
 
     def __init__(self, t0: float) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import Float64
 
         from mbrl_ros.msg import GoalSchedule, PlannedAction, TaskState, TrainingMetrics
@@ -270,9 +268,8 @@ class Probe:
 
         self.t0 = t0
         self.stream = Stream()
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
-        node = self.node = rclpy.create_node("bench_soak_probe", context=self.context)
+        self._ros = benchlib.ProbeNode("bench_soak_probe")
+        node = self.node = self._ros.node
         node.create_subscription(TaskState, f"{NS}/task_state", self._on_state,
                                  RECORDED_QOS_DEPTH)
         node.create_subscription(PlannedAction, f"{NS}/planned_action", self._on_action,
@@ -284,18 +281,10 @@ class Probe:
         node.create_subscription(Float64, f"{NS}/dynamics_trainer/num_transitions",
                                  self._on_count, 10)
         self.status_client = node.create_client(GetStatus, f"{NS}/dynamics_trainer/get_status")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, name="probe", daemon=True)
-        self.thread.start()
+        self._ros.start()
 
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self._ros.close()
 
     def _now(self) -> float:
         return time.monotonic() - self.t0

@@ -74,6 +74,37 @@ def ros_environment(fresh_domain: bool = False) -> dict[str, str]:
                                 "RMW_IMPLEMENTATION") if k in env}
 
 
+class ProbeNode:
+    """A bench's own rclpy node in a private context, spun by a single-threaded executor in
+    a daemon thread once ``start()`` is called (after the subscriptions exist). No rclpy
+    signal handlers: Ctrl-C and SIGTERM must unwind the bench, which stops the nodes."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, context=self.context)
+
+    def start(self) -> None:
+        import threading
+
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, name="probe", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=5.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
