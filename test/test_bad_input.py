@@ -231,7 +231,6 @@ EST_NS = "/bad_est"
 
 class EstimatorClient:
     def __init__(self, node) -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
 
         from mbrl_ros.msg import GoalSchedule, ObjectStates, TaskState
@@ -243,8 +242,7 @@ class EstimatorClient:
         node.create_subscription(TaskState, f"{EST_NS}/task_state", self._on_state, 50)
         self.joints = node.create_publisher(JointState, f"{EST_NS}/joint_states", 10)
         self.objects = node.create_publisher(ObjectStates, f"{EST_NS}/object_states", 10)
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
+        from mbrl_ros.nodes.conversions import LATCHED_QOS as latched
         self.schedules = node.create_publisher(GoalSchedule, f"{EST_NS}/goal_schedule", latched)
         self.reset_client = node.create_client(ResetEpisode, f"{EST_NS}/state_estimator/reset")
         for pub in (self.joints, self.objects, self.schedules):
@@ -410,15 +408,13 @@ PLAN_NS = "/bad_plan"
 
 class PlannerClient:
     def __init__(self, node) -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState
 
         self.node = node
         self._lock = threading.Lock()
         self.actions: list = []
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
+        from mbrl_ros.nodes.conversions import LATCHED_QOS as latched
         self.states = node.create_publisher(TaskState, f"{PLAN_NS}/task_state", 10)
         self.schedules = node.create_publisher(GoalSchedule, f"{PLAN_NS}/goal_schedule", latched)
         self.models = node.create_publisher(ModelUpdate, f"{PLAN_NS}/model_update", latched)
@@ -630,7 +626,6 @@ def _prepare_disk(root: Path, sim_states: np.ndarray, marker: Path) -> dict:
 
 class TrainerClient:
     def __init__(self, node) -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState
         from mbrl_ros.srv import TrainModel
@@ -638,8 +633,7 @@ class TrainerClient:
         self.node = node
         self._lock = threading.Lock()
         self.models: list = []
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
+        from mbrl_ros.nodes.conversions import LATCHED_QOS as latched
         self.states = node.create_publisher(TaskState, f"{TRAIN_NS}/task_state", 50)
         self.actions = node.create_publisher(PlannedAction, f"{TRAIN_NS}/planned_action", 50)
         self.schedules = node.create_publisher(GoalSchedule, f"{TRAIN_NS}/goal_schedule", latched)

@@ -27,20 +27,26 @@ B_MAT = np.array([[0.5, 0.0], [0.0, 0.3], [0.2, -0.1]])
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def linear_episode(rng: np.random.Generator, length: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(states, actions, next states) of one random-action episode of the linear system."""
+    s = rng.normal(size=S)
+    states, actions, nexts = [], [], []
+    for _ in range(length):
+        a = rng.uniform(-1, 1, A)
+        n = A_MAT @ s + B_MAT @ a
+        states.append(s)
+        actions.append(a)
+        nexts.append(n)
+        s = n
+    return np.array(states), np.array(actions), np.array(nexts)
+
+
 def linear_dataset(root, episodes: int, length: int = 20) -> EpisodeDataset:
     dataset = EpisodeDataset(root)
     rng = np.random.default_rng(0)
     for _ in range(episodes):
-        s = rng.normal(size=S)
-        states, actions, nexts = [], [], []
-        for _ in range(length):
-            a = rng.uniform(-1, 1, A)
-            n = A_MAT @ s + B_MAT @ a
-            states.append(s)
-            actions.append(a)
-            nexts.append(n)
-            s = n
-        dataset.append_episode(states, actions, nexts, np.zeros(length),
+        dataset.append_episode(*linear_episode(rng, length), np.zeros(length),
                                0.1 * np.arange(length))
     return dataset
 
@@ -128,16 +134,7 @@ def sentinel_dataset(root, poison: dict[int, float], episodes: int = 12,
     dataset = EpisodeDataset(root)
     rng = np.random.default_rng(1)
     for i in range(episodes):
-        s = rng.normal(size=S)
-        states, actions, nexts = [], [], []
-        for _ in range(length):
-            a = rng.uniform(-1, 1, A)
-            n = A_MAT @ s + B_MAT @ a
-            states.append(s)
-            actions.append(a)
-            nexts.append(n)
-            s = n
-        states, nexts = np.array(states), np.array(nexts)
+        states, actions, nexts = linear_episode(rng, length)
         if i in poison:
             states[:, 2] = nexts[:, 2] = poison[i]
         dataset.append_episode(states, actions, nexts, np.zeros(length),
