@@ -362,17 +362,19 @@ class ExperimentNode(Node):
                        self.planner_status, self.planner_params, self.estimator_params):
             self._wait(lambda c=client: c.wait_for_service(timeout_sec=0.2), timeout,
                        f"service {client.srv_name}")
-        self._wait(lambda: self.pub_schedule.get_subscription_count() >= 3, timeout,
-                   "the simulator, estimator and planner to subscribe to goal_schedule")
+        self._wait(lambda: self.pub_schedule.get_subscription_count() >= 4, timeout,
+                   "the simulator, estimator, planner and trainer to subscribe to "
+                   "goal_schedule")
         # Before the first episode the estimator already publishes (episode 0, from the
         # first joint state): the first episode starts once it reaches this node and the
         # trainer (topics connect some time after the services appear on a busy machine).
         self._wait(self._states_flow.is_set, timeout, "task states")
         self._wait(lambda: self.count_publishers("planned_action") > 0, timeout,
                    "the planner's planned_action")
-        self._wait(lambda: int({kv.key: kv.value for kv in self._status(
-            self.trainer_status).values}.get("recorder_states", 0)) > 0, timeout,
-            "the trainer to receive task states")
+        # Both of the trainer's inputs: on a busy machine its planned_action subscription can
+        # match seconds after task_state, and the actions sent before it matched are lost.
+        self._wait(self._trainer_connected, timeout,
+                   "the trainer to receive task states and connect to planned_action")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(p)
         log = MetricsLog(self.run_dir / "metrics.csv")
@@ -405,6 +407,11 @@ class ExperimentNode(Node):
         self.get_logger().info(
             f"done: results in {self.run_dir.resolve()} (metrics.csv, learning_curve.png, "
             f"rollout_latest, config.yaml)")
+
+    def _trainer_connected(self) -> bool:
+        values = {kv.key: kv.value for kv in self._status(self.trainer_status).values}
+        return (int(values.get("recorder_states", 0)) > 0
+                and int(values.get("action_publishers", 0)) > 0)
 
     def _episode_with_retries(self, episode_id: int, step: Step, seed: int, model_version: int
                               ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, int]:

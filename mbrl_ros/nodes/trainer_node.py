@@ -85,8 +85,8 @@ PARAMS = [
           "than the planner)", 0, 19),
     Param("device", "cpu", "where to train", choices=("cpu", "cuda")),
     Param("max_val_loss", 2.0, "sanity bound on the validation MSE in z-scored units "
-          "(predicting the mean change scores about 1; first models on little data score "
-          "near it); a worse model is not published",
+          "(predicting the mean change scores about 1; models on a few episodes score 1-2); "
+          "a worse model is not published",
           1e-12, 1e12),
     Param("eval_horizon", 7, "open-loop validation horizon (PDDM plans 7 steps)", 1, 1000),
     Param("min_transitions", 100, "stored transitions needed before a job is accepted",
@@ -188,10 +188,10 @@ class DynamicsTrainerNode(Node):
             "train_loss", "val_loss", "val_one_step_mse", "val_disagreement", "num_transitions")}
         # A recorder must not lose samples while a disk write delays its callbacks: a deeper
         # queue than the graph's default 10 (depth does not affect QoS compatibility).
-        self.create_subscription(TaskState, "task_state", self._on_task_state, RECORD_DEPTH,
-                                 callback_group=record)
-        self.create_subscription(PlannedAction, "planned_action", self._on_action, RECORD_DEPTH,
-                                 callback_group=record)
+        self._state_sub = self.create_subscription(
+            TaskState, "task_state", self._on_task_state, RECORD_DEPTH, callback_group=record)
+        self._action_sub = self.create_subscription(
+            PlannedAction, "planned_action", self._on_action, RECORD_DEPTH, callback_group=record)
         self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS,
                                  callback_group=record)
         # Wall-clock timers: a paused lockstep clock (sim time) must not stop the bookkeeping.
@@ -489,6 +489,9 @@ class DynamicsTrainerNode(Node):
             "max_episode_id": self.max_episode_id,
             "unsaved_episodes": len(self._unsaved), "write_failures": self._write_failures,
             "stale_states_skipped": self.stale_states,
+            # Matched publishers: a stream that is not connected yet loses what is sent.
+            "state_publishers": self._state_sub.get_publisher_count(),
+            "action_publishers": self._action_sub.get_publisher_count(),
             "quarantined_files": len(self.dataset.quarantined) + len(self.store.quarantined)}
         values.update({f"rejected_{k}": n for k, n in dict(self.diagnostics.problems).items()})
         values.update({f"last_job_{k}": v for k, v in self._last_job.items()})
