@@ -349,6 +349,15 @@ def test_old_object_readings_flag_the_state_stale_and_late_ones_are_dropped():
             objects(5)  # older than max_measurement_age_s before the newest joints: late
             wait_for(lambda: col.diag_value("rejected_late_object") == "1", 10,
                      "the late reading in diagnostics")
+            # Step 10's reading comes after its state was bridged; it must not pass for step
+            # 11's, which comes after step 11's joints and is waited for.
+            joints(10)
+            _wait_state(col, 4, 10)
+            objects(10, dx=0.02)
+            joints(11)
+            objects(11, dx=0.03)
+            s11 = _wait_state(col, 4, 11)
+            assert s11.age == 0.0 and s11.state[24] == pytest.approx(0.0, abs=1e-4)
             assert est.poll() is None
     finally:
         print(stop_process(est))

@@ -155,7 +155,8 @@ class StateEstimatorNode(Node):
         self._joints_seen: deque[tuple[int, np.ndarray]] = deque(maxlen=REPLAY_DEPTH)
         self._objects_seen: deque[ObjectReading] = deque(maxlen=REPLAY_DEPTH)
         self._pending: PendingJoint | None = None
-        self._objects_since_joint = False
+        # Stamp of the joint state fused last: a reading stamped after it is this step's.
+        self._fused_joint_ns: int | None = None
         self._newest_object_ns: int | None = None
         self._newest_joint_ns: int | None = None
         self._last: TaskState | None = None
@@ -262,7 +263,6 @@ class StateEstimatorNode(Node):
             return
         self._objects_seen.append(reading)
         self._fuse(reading)
-        self._objects_since_joint = True
         if self._pending is not None and self._objects_ready(self._pending.stamp_ns):
             self._flush_pending()
 
@@ -321,8 +321,6 @@ class StateEstimatorNode(Node):
         self._handle_joint(stamp, q, received, may_wait=True)
 
     def _handle_joint(self, stamp: int, q: np.ndarray, received: float, may_wait: bool) -> None:
-        fresh_objects = self._objects_since_joint
-        self._objects_since_joint = False
         if self.episode is None:
             self.episode = EpisodeClock(stamp, self.period_ns, 0, 0, self.default_goals)
             self.get_logger().info("no goal schedule: episode 0 starts at this joint state")
@@ -343,7 +341,7 @@ class StateEstimatorNode(Node):
                                          f"after step {self._last_step}; dropped")
             return
         pending = PendingJoint(stamp, q, received)
-        if fresh_objects or self._objects_ready(stamp) or not may_wait:
+        if self._objects_ready(stamp) or not may_wait:
             self._assemble_and_publish(pending)
         elif self.params["object_wait_s"] <= 0.0:
             self._assemble_and_publish(pending, dropout=True)
@@ -352,8 +350,14 @@ class StateEstimatorNode(Node):
             self._wait_timer.reset()
 
     def _objects_ready(self, stamp: int) -> bool:
-        return (self._objects_since_joint or (
-            self._newest_object_ns is not None and self._newest_object_ns >= stamp))
+        """A reading for the joint state stamped ``stamp`` is fused: one stamped at or after
+        it, or (a tracker on its own clock) after the joint state fused last. A late reading
+        of the previous step does not count: that step was already bridged."""
+        newest = self._newest_object_ns
+        if newest is None:
+            return False
+        return newest >= stamp or (self._fused_joint_ns is not None
+                                   and newest > self._fused_joint_ns)
 
     def _on_wait_over(self) -> None:
         self._wait_timer.cancel()
@@ -363,7 +367,6 @@ class StateEstimatorNode(Node):
     def _flush_pending(self, dropout: bool = False) -> None:
         pending, self._pending = self._pending, None
         self._wait_timer.cancel()
-        self._objects_since_joint = False
         if pending is not None:
             self._assemble_and_publish(pending, dropout=dropout)
 
@@ -391,8 +394,7 @@ class StateEstimatorNode(Node):
         self.assembler.reset()
         self._pending = None
         self._wait_timer.cancel()
-        self._newest_object_ns = None
-        self._objects_since_joint = False
+        self._newest_object_ns = self._fused_joint_ns = None
         self._last, self._last_step = None, -1
 
     def _replay(self, since_ns: int) -> None:
@@ -409,7 +411,6 @@ class StateEstimatorNode(Node):
         for stamp, kind, item in events:
             if kind == 0:
                 self._fuse(item)
-                self._objects_since_joint = True
             else:
                 self._handle_joint(stamp, item, now, may_wait=stamp == newest_joint)
 
@@ -438,6 +439,7 @@ class StateEstimatorNode(Node):
     def _assemble_and_publish(self, pending: PendingJoint, dropout: bool = False) -> None:
         clock = self.episode
         step = clock.step_of(pending.stamp_ns)
+        self._fused_joint_ns = pending.stamp_ns
         if not self.assembler.ready():
             self._trouble("no_objects")
             self.diagnostics.problem("no_objects", f"no reading yet of every object for step "
