@@ -87,6 +87,24 @@ def test_append_reload_and_count(tmp_path: Path):
     assert len(reopened.batch()) == 21
 
 
+def test_steps_are_stored_and_no_multi_step_window_spans_a_gap(tmp_path: Path):
+    from mbrl_ros.core.evaluation import open_loop_starts
+
+    ds = EpisodeDataset(tmp_path)
+    ds.append_episode(**episode(5, seed=0), step=[0, 1, 2, 5, 6])  # steps 3 and 4 missing
+    ds.append_episode(**episode(3, seed=1))  # no steps given: 0, 1, 2
+    # A file written before steps were stored loads as steps 0..T-1.
+    path = tmp_path / "episode_000001.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "step"}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    batch = EpisodeDataset(tmp_path).batch()
+    assert batch.step.tolist() == [0, 1, 2, 5, 6, 0, 1, 2]
+    assert open_loop_starts(batch, 2).tolist() == [0, 1, 3, 5, 6]
+    assert open_loop_starts(batch, 3).tolist() == [0, 5]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -97,6 +115,10 @@ def test_append_reload_and_count(tmp_path: Path):
         ({"time": np.array([0.0, np.inf, 0.2, 0.3])}, "non-finite"),
         ({"done": [0, 2, 0, 0]}, "done"),
         ({"meta": {"x": object()}}, "meta"),
+        ({"step": [0, 2, 2, 3]}, "increasing"),
+        ({"step": [-1, 0, 1, 2]}, "increasing"),
+        ({"step": [0.0, 1.0, 2.0, 3.0]}, "integers"),
+        ({"step": [0, 1, 2]}, "step"),
     ],
 )
 def test_invalid_episodes_raise_and_write_nothing(tmp_path: Path, change: dict, message: str):

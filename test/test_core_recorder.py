@@ -96,6 +96,7 @@ def test_gaps_skip_only_the_transitions_they_break():
     (ep,) = rec.poll()
     np.testing.assert_allclose(ep.state[:, 1], [0, 3, 5])
     np.testing.assert_allclose(ep.next_state[:, 1], [1, 4, 6])
+    assert ep.step.tolist() == [0, 3, 5] and ep.dataset_arrays()["step"] is ep.step
     assert rec.counts["skipped_missing_state"] == 2
     assert rec.counts["skipped_missing_action"] == 1
     assert ep.meta["skipped_transitions"] == 3

@@ -172,10 +172,26 @@ class _Episode:
     reward: np.ndarray
     done: np.ndarray
     time: np.ndarray
+    step: np.ndarray  # each transition's step in its episode: a gap is a skipped transition
     meta: dict[str, Any]
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
+
+
+def _validated_steps(step: ArrayLike | None, t: int) -> np.ndarray:
+    """Steps ``[T]`` as int64, >= 0 and strictly increasing (default ``0..T-1``)."""
+    if step is None:
+        return np.arange(t, dtype=np.int64)
+    raw = np.asarray(step)
+    if raw.shape != (t,):
+        raise ValueError(f"step must have shape ({t},), got {raw.shape}")
+    if raw.dtype.kind not in "iu":
+        raise ValueError(f"step must be integers, got {raw.dtype}")
+    steps = raw.astype(np.int64)
+    if t and (steps[0] < 0 or np.any(np.diff(steps) <= 0)):
+        raise ValueError("step must be >= 0 and strictly increasing")
+    return steps
 
 
 def _validated_episode(
@@ -188,6 +204,7 @@ def _validated_episode(
     time: ArrayLike,
     meta: Mapping[str, Any],
     dims: tuple[int, int] | None,
+    step: ArrayLike | None = None,
 ) -> _Episode:
     """Convert to canonical dtypes and check shapes, finiteness and dims; ValueError if bad."""
     arrays = {
@@ -228,7 +245,8 @@ def _validated_episode(
         json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"episode meta is not JSON-serializable: {exc}") from exc
-    return _Episode(episode_id=episode_id, done=done_arr, meta=meta, **arrays)
+    return _Episode(episode_id=episode_id, done=done_arr, step=_validated_steps(step, t),
+                    meta=meta, **arrays)
 
 
 def _stable_uniform(seed: int, episode_id: int) -> float:
@@ -296,6 +314,8 @@ class EpisodeDataset:
             if missing:
                 raise ValueError(f"missing arrays {missing}")
             arrays = {k: npz[k] for k in _ARRAY_KEYS}
+            if "step" in npz.files:  # files written before steps were stored have none
+                arrays["step"] = npz["step"]
             meta = json.loads(str(npz["meta"]))
         return _validated_episode(episode_id, meta=meta, dims=self._dims, **arrays)
 
@@ -322,12 +342,15 @@ class EpisodeDataset:
         time: ArrayLike,
         done: ArrayLike | None = None,
         meta: Mapping[str, Any] | None = None,
+        step: ArrayLike | None = None,
     ) -> int:
         """Validate and durably store one finished episode; returns its id.
 
         ``state``/``next_state`` ``[T, S]``, ``action`` ``[T, A]``, ``reward`` and ``time``
         (seconds) ``[T]``, ``done`` ``[T]`` (default all False), ``meta`` a JSON-able dict
-        (e.g. iteration, source policy). Raises ValueError without writing anything when
+        (e.g. iteration, source policy), ``step`` ``[T]`` each transition's step in its
+        episode, increasing (default ``0..T-1``; a gap marks transitions that were not
+        recorded, so no multi-step window spans it). Raises ValueError without writing anything when
         lengths differ, values are non-finite or dims differ from the stored episodes.
         """
         with self._lock:
@@ -341,6 +364,7 @@ class EpisodeDataset:
                 time,
                 {} if meta is None else meta,
                 self._dims,
+                step,
             )
             self._write_file(episode)
             self._episodes[episode.episode_id] = episode
@@ -362,6 +386,7 @@ class EpisodeDataset:
                     reward=episode.reward,
                     done=episode.done,
                     time=episode.time,
+                    step=episode.step,
                     meta=np.array(json.dumps(episode.meta)),
                 )
                 f.flush()
@@ -423,9 +448,7 @@ class EpisodeDataset:
             episode=torch.from_numpy(
                 np.concatenate([np.full(len(e), e.episode_id, dtype=np.int64) for e in episodes])
             ).to(device),
-            step=torch.from_numpy(
-                np.concatenate([np.arange(len(e), dtype=np.int64) for e in episodes])
-            ).to(device),
+            step=torch.from_numpy(np.concatenate([e.step for e in episodes])).to(device),
             time=torch.from_numpy(np.concatenate([e.time for e in episodes])).to(device),
         )
 

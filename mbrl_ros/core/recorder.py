@@ -60,7 +60,8 @@ def task_reward_fn(task: Task) -> RewardFn:
 class RecordedEpisode:
     """One finished (stretch of an) episode, ready for ``EpisodeDataset.append_episode``.
 
-    ``time`` is the stamp (s) of each transition's first state; ``done`` the task's
+    ``time`` is the stamp (s) of each transition's first state and ``step`` its step (a gap
+    is a transition left out for a missing state or action); ``done`` the task's
     termination flag on the reached state (e.g. a dropped ball); ``meta`` holds the stream's
     ``episode_id``, the step range, whether it was cut short, the policy that acted
     (``PlannedAction.stats.planner``, most frequent) and its ``model_version``.
@@ -72,6 +73,7 @@ class RecordedEpisode:
     reward: np.ndarray
     done: np.ndarray
     time: np.ndarray
+    step: np.ndarray
     meta: dict[str, Any]
 
     def __len__(self) -> int:
@@ -86,6 +88,7 @@ class RecordedEpisode:
             "reward": self.reward,
             "time": self.time,
             "done": self.done,
+            "step": self.step,
             "meta": self.meta,
         }
 
@@ -384,4 +387,5 @@ class TransitionRecorder:
             state=state, action=action, next_state=next_state,
             reward=np.asarray(reward, dtype=np.float32).reshape(-1),
             done=np.asarray(done, dtype=np.bool_).reshape(-1),
-            time=np.array([s.stamp for s in first], dtype=np.float64), meta=meta)]
+            time=np.array([s.stamp for s in first], dtype=np.float64),
+            step=np.array(usable, dtype=np.int64), meta=meta)]
