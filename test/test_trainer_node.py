@@ -338,3 +338,72 @@ def test_a_restarted_trainer_resumes_its_dataset_and_republishes_its_newest_mode
     late = client.subscribe_models()
     wait_for(lambda: late, 20, "the republished model")
     assert late[-1].version == 2 and late[-1].checksum == trainer["checksum"]
+
+
+def test_store_episode_fills_in_what_the_recorder_missed_and_nothing_twice(trainer):
+    """The experiment manager's backfill: the recorder saw episode 10 from step 8 on (as a
+    trainer respawned mid-episode does); the whole stream sent to ``store_episode`` adds
+    steps 0..7 only, and sending it again adds nothing."""
+    from mbrl_ros.msg import GoalSchedule
+    from mbrl_ros.srv import StoreEpisode
+
+    client, stream = trainer["client"], trainer["stream"]
+    cli = client.node.create_client(StoreEpisode, f"{NODE}/store_episode")
+    wait_for(lambda: cli.wait_for_service(timeout_sec=0.1), 20, "store_episode")
+    before = client.status().num_transitions
+    goals = stream.task.episode_goals(0, T + 1).numpy()
+    client.schedules.publish(GoalSchedule(task="baoding", episode_id=10, episode_length=T,
+                                          goal_dim=4, goals=goals.ravel().tolist()))
+    obs = stream.sim.reset(seed=10)
+    states, actions = [], []
+    for k in range(T + 1):
+        state = obs.task_obs.copy()
+        state[stream.task.goal_slice] = goals[k]
+        states.append(state)
+        if k < T:
+            actions.append(stream.rng.uniform(-0.5, 0.5, 24))
+            obs = stream.sim.step(actions[-1]).observation
+    for k in range(8, T + 1):  # live from step 8 on
+        stream.publish_state(stream.state_msg(10, k, states[k], goals[k], 1000.0 + 0.1 * k))
+        if k < T:
+            stream.publish_action(stream.action_msg(10, k, actions[k]))
+    wait_for(lambda: client.status().num_transitions == before + T - 8, 20,
+             "the live part of episode 10")
+
+    def request(**change) -> StoreEpisode.Request:
+        fields = dict(
+            task="baoding", episode_id=10, episode_length=T, state_steps=list(range(T + 1)),
+            states=np.concatenate(states).tolist(), goals=goals.ravel().tolist(),
+            stamps=[1000.0 + 0.1 * k for k in range(T + 1)], stale=[False] * (T + 1),
+            action_steps=list(range(T)), actions=np.concatenate(actions).tolist(),
+            policies=["exploration"] * T, model_versions=[0] * T)
+        return StoreEpisode.Request(**{**fields, **change})
+
+    res = client.call(cli, request(), "store_episode")
+    assert res.success and (res.stored, res.already_held) == (8, T - 8), res.message
+    assert client.status().num_transitions == before + T
+    newest = max(trainer["dir"].glob("episode_*.npz"))
+    with np.load(newest) as z:
+        meta = json.loads(str(z["meta"]))
+        assert z["step"].tolist() == list(range(8))
+        np.testing.assert_allclose(z["state"], np.stack(states[:8]), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(z["next_state"], np.stack(states[1:9]), rtol=1e-6,
+                                   atol=1e-6)
+    assert (meta["episode_id"], meta["end"], meta["first_step"], meta["last_step"]) == (
+        10, "backfilled", 0, 8)
+    again = client.call(cli, request(), "store_episode again")
+    assert again.success and (again.stored, again.already_held) == (0, T), again.message
+
+    # Malformed requests are refused, counted and store nothing.
+    nan_states = np.concatenate(states)
+    nan_states[5] = math.nan
+    bad = [request(states=nan_states.tolist(), episode_id=11),
+           request(actions=[0.0] * 5, episode_id=11),
+           request(task="cube", episode_id=11)]
+    for i, req in enumerate(bad, start=1):
+        res = client.call(cli, req, "a malformed store_episode")
+        assert not res.success and res.stored == 0, res.message
+        wait_for(lambda i=i: client.counted("rejected_store_episode") == i, 20,
+                 "the refusal in the status")
+    assert client.status().num_transitions == before + T
+    assert trainer["proc"].poll() is None

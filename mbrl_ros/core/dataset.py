@@ -422,6 +422,13 @@ class EpisodeDataset:
         with self._lock:
             return dict(self._get(episode_id).meta)
 
+    def held_steps(self, stream_episode_id: int) -> set[int]:
+        """Steps of the transitions stored for the stream's episode ``stream_episode_id``
+        (meta ``episode_id``), over all stored stretches of it."""
+        with self._lock:
+            return {int(k) for e in self._episodes.values()
+                    if e.meta.get("episode_id") == stream_episode_id for k in e.step}
+
     def _get(self, episode_id: int) -> _Episode:
         try:
             return self._episodes[episode_id]

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -389,3 +389,64 @@ class TransitionRecorder:
             done=np.asarray(done, dtype=np.bool_).reshape(-1),
             time=np.array([s.stamp for s in first], dtype=np.float64),
             step=np.array(usable, dtype=np.int64), meta=meta)]
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """A task state of an episode's stream as another node saw it."""
+
+    step: int
+    vector: np.ndarray
+    goal: np.ndarray
+    stamp: float
+
+
+@dataclass(frozen=True)
+class StreamAction:
+    """An applied action of an episode's stream as another node saw it."""
+
+    step: int
+    vector: np.ndarray
+    policy: str = ""
+    model_version: int = 0
+
+
+def backfill_episode(
+    recorder_args: dict[str, Any],
+    episode_id: int,
+    length: int,
+    states: Iterable[StreamState],
+    actions: Iterable[StreamAction],
+    held: set[int],
+) -> tuple[RecordedEpisode | None, int]:
+    """Pair a whole episode's stream exactly like the live recorder would, then drop the
+    transitions whose steps are ``held`` already. Returns the rest as one episode (None when
+    nothing is new; meta ``end`` "backfilled") and how many transitions were held.
+
+    ``recorder_args``: :class:`TransitionRecorder`'s dims, ``default_length`` and
+    ``reward_fn``. ValueError for a malformed state or action.
+    """
+    recorder = TransitionRecorder(**recorder_args, action_grace_s=0.0)
+    recorder.set_episode_length(episode_id, length)
+    for a in actions:  # kept until the episode's first state claims them
+        recorder.add_action(episode_id, a.step, a.vector, a.policy, a.model_version)
+    finished: list[RecordedEpisode] = []
+    for s in sorted(states, key=lambda s: (s.step, s.stamp)):
+        finished += recorder.add_state(episode_id, s.step, s.vector, s.stamp, s.goal)
+    finished += recorder.flush()
+    if not finished:
+        return None, 0
+    if len(finished) > 1:  # a restart within the stream: its newest run counts
+        finished = finished[-1:]
+    (episode,) = finished
+    keep = ~np.isin(episode.step, sorted(held))
+    already = int(len(episode) - keep.sum())
+    if not keep.any():
+        return None, already
+    steps = episode.step[keep]
+    meta = {**episode.meta, "end": "backfilled", "first_step": int(steps[0]),
+            "last_step": int(steps[-1]) + 1, "already_held": already}
+    return replace(
+        episode, state=episode.state[keep], action=episode.action[keep],
+        next_state=episode.next_state[keep], reward=episode.reward[keep],
+        done=episode.done[keep], time=episode.time[keep], step=steps, meta=meta), already

@@ -41,12 +41,13 @@ from std_msgs.msg import Float64
 from mbrl_ros.core.experiment_plan import Budget, Step, pddm_plan
 from mbrl_ros.msg import GoalSchedule, ObjectStates, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
-from mbrl_ros.nodes.diagnostics import OK, Diagnostics
+from mbrl_ros.nodes.backfill import Backlog, SeenState, store_request, transitions_seen
+from mbrl_ros.nodes.diagnostics import OK, WARN, Diagnostics
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
 from mbrl_ros.results import MetricsLog, plot_learning_curve, read_metrics
-from mbrl_ros.srv import GetStatus, ResetEpisode, TrainModel
+from mbrl_ros.srv import GetStatus, ResetEpisode, StoreEpisode, TrainModel
 
 PARAMS = [
     *TASK_PARAMS,
@@ -115,7 +116,7 @@ class EpisodeRecord:
 
     episode_id: int
     length: int
-    states: dict[int, np.ndarray] = field(default_factory=dict)
+    states: dict[int, SeenState] = field(default_factory=dict)
     actions: dict[int, PlannedAction] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     t0_ns: int | None = None  # stamp of the first observation (known after the reset)
@@ -139,8 +140,8 @@ class ExperimentNode(Node):
         self.budget = Budget(p["random_rollouts"], p["iterations"], p["rollouts_per_iteration"],
                              p["random_rollouts_per_iteration"])
         self.exit_code = 0
-        self.diagnostics = Diagnostics(self, lambda: (OK, "running", {"run": self.run_dir}),
-                                       hardware_id="experiment")
+        self.backlog = Backlog()  # episodes the trainer did not confirm (nodes/backfill.py)
+        self.diagnostics = Diagnostics(self, self._health, hardware_id="experiment")
         self.params.report_to(self.diagnostics)
         group = ReentrantCallbackGroup()
         self.pub_schedule = self.create_publisher(GoalSchedule, "goal_schedule", conv.LATCHED_QOS)
@@ -162,6 +163,8 @@ class ExperimentNode(Node):
                                                callback_group=group)
         self.trainer_status = self.create_client(GetStatus, f"{p['trainer']}/get_status",
                                                  callback_group=group)
+        self.store_client = self.create_client(StoreEpisode, f"{p['trainer']}/store_episode",
+                                               callback_group=group)
         self.planner_status = self.create_client(GetStatus, f"{p['planner']}/get_status",
                                                  callback_group=group)
         self.planner_params = self.create_client(SetParameters,
@@ -176,12 +179,19 @@ class ExperimentNode(Node):
         self._metrics: list[TrainingMetrics] = []
         self._trainer_heard = -1e9  # time.monotonic() of the trainer's newest heartbeat
         self._trainer_count = 0  # its newest num_transitions
+        self._trainer_total: int | None = None  # num_transitions in its newest status
         self._planner_ticks = -1  # the planner's command counter (restarts at 1 with it)
         self._planner_restarted = threading.Event()
         self._states_flow = threading.Event()  # a task state (of any episode) arrived
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._main, name="experiment", daemon=True)
         self._worker.start()
+
+    def _health(self) -> tuple[int, str, dict[str, Any]]:
+        backlog = self.backlog
+        level = WARN if backlog.dropped else OK
+        return level, "running", {"run": self.run_dir, "missed_episodes_pending": len(backlog),
+                                  "missed_episodes_dropped": backlog.dropped}
 
     # ----- callbacks: record only ---------------------------------------------------------
     def _on_state(self, msg: TaskState) -> None:
@@ -196,7 +206,11 @@ class ExperimentNode(Node):
                 return
             if not msg.stale:
                 ep.last_state = time.monotonic()
-            ep.states[msg.step] = state
+            stamp = conv.ns_from_time(msg.header.stamp) / conv.NS_PER_S
+            known = ep.states.get(msg.step)
+            if known is None or known.stamp != stamp:  # a re-publish keeps its first flags
+                ep.states[msg.step] = SeenState(state, np.asarray(msg.goal, dtype=np.float64),
+                                                stamp, bool(msg.stale))
             if msg.step == ep.length:
                 ep.done.set()
 
@@ -379,6 +393,7 @@ class ExperimentNode(Node):
         self._write_config(p)
         log = MetricsLog(self.run_dir / "metrics.csv")
         status = self._status(self.trainer_status)
+        self._trainer_total = status.num_transitions
         values = {kv.key: kv.value for kv in status.values}
         episode_id = max(int(values.get("max_episode_id", status.num_episodes)), 0) + 1
         plan = pddm_plan(self.budget)
@@ -404,6 +419,11 @@ class ExperimentNode(Node):
             self._print_episode(row, index, len(plan))
             episode_id += 1
         self._end_iteration(self.budget.iterations, last_mpc)
+        self._flush_backlog()
+        if self.backlog:
+            self.get_logger().warning(
+                f"{len(self.backlog)} episode(s) the trainer missed were not sent (it is "
+                "down); their transitions are not in the dataset")
         self.get_logger().info(
             f"done: results in {self.run_dir.resolve()} (metrics.csv, learning_curve.png, "
             f"rollout_latest, config.yaml)")
@@ -440,6 +460,7 @@ class ExperimentNode(Node):
     def _episode_run(self, episode_id: int, step: Step, seed: int,
                      model_version: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
         p = self.params.snapshot()
+        self._flush_backlog()
         # Every episode: a respawned planner starts with the YAML's policy and must have the
         # model before an MPC episode starts.
         self._set_policy("plan" if step.policy == "mpc" else "explore")
@@ -483,9 +504,15 @@ class ExperimentNode(Node):
         states, actions = self._episode_arrays(record)
         metrics = self.task.episode_metrics(torch.as_tensor(states), torch.as_tensor(actions),
                                             goals.double())
-        trainer = self._stored_status(episode_id)
+        before, trainer = self._trainer_total, self._stored_status(episode_id)
         with self._lock:
             transitions = trainer.num_transitions if trainer is not None else self._trainer_count
+            seen = transitions_seen(record.states, record.actions, record.length)
+            request = store_request(self.task.name, episode_id, record.length,
+                                    dict(record.states), dict(record.actions))
+        self._trainer_total = None if trainer is None else trainer.num_transitions
+        if trainer is None or before is None or trainer.num_transitions - before < seen:
+            self.backlog.add(request)  # it stores what it lacks of it (or nothing)
         latencies = [a.stats.plan_latency_ms for a in record.actions.values()
                      if not a.stats.fallback and a.stats.planner not in ("exploration", "hold")]
         row = {
@@ -571,6 +598,25 @@ class ExperimentNode(Node):
                                       f"60 s ({view})")
             time.sleep(0.05)
 
+    def _flush_backlog(self) -> None:
+        """Send the trainer the episodes it missed, oldest first, while it answers."""
+        while self.backlog and not self._trainer_silent():
+            request = self.backlog.requests[0]
+            try:
+                res = self._call(self.store_client, request, 2 * CALL_ATTEMPT_S,
+                                 "send a missed episode")
+            except ExperimentError:
+                if self._stop.is_set():
+                    raise
+                return  # gone again: the next episode tries
+            if res.busy:
+                return
+            self.backlog.requests.popleft()
+            if res.stored or not res.success:
+                self._trainer_total = None  # its count moved: check the next episode too
+                log = self.get_logger().info if res.success else self.get_logger().warning
+                log(f"sent the trainer episode {request.episode_id} it missed: {res.message}")
+
     def _episode_arrays(self, record: EpisodeRecord) -> tuple[np.ndarray, np.ndarray]:
         """States ``[T+1, S]`` and actions ``[T, A]``; a missing entry repeats the one
         before it (counted in the log; in lockstep nothing is missing)."""
@@ -582,8 +628,11 @@ class ExperimentNode(Node):
         states = np.zeros((record.length + 1, self.task.state_dim))
         actions = np.zeros((record.length, self.task.action_dim))
         for k in range(record.length + 1):
-            states[k] = record.states.get(k, states[k - 1] if k else record.states[min(
-                record.states)])
+            seen = record.states.get(k)
+            if seen is not None:
+                states[k] = seen.vector
+            else:
+                states[k] = states[k - 1] if k else record.states[min(record.states)].vector
         for k in range(record.length):
             msg = record.actions.get(k)
             actions[k] = np.asarray(msg.action) if msg is not None else (
@@ -592,6 +641,7 @@ class ExperimentNode(Node):
 
     def _train(self, step: Step, model_version: int) -> int:
         p = self.params.snapshot()
+        self._flush_backlog()  # the missed episodes are trained on too
         with self._lock:
             seen = len(self._metrics)
         start = time.monotonic()

@@ -36,7 +36,14 @@ from std_msgs.msg import Float64
 from mbrl_ros.core.dataset import EpisodeDataset
 from mbrl_ros.core.ensemble import ACTIVATIONS, EnsembleConfig, EnsembleDynamics
 from mbrl_ros.core.model_store import ModelStore, StoredModel
-from mbrl_ros.core.recorder import RecordedEpisode, TransitionRecorder, task_reward_fn
+from mbrl_ros.core.recorder import (
+    RecordedEpisode,
+    StreamAction,
+    StreamState,
+    TransitionRecorder,
+    backfill_episode,
+    task_reward_fn,
+)
 from mbrl_ros.core.retraining import RetrainOutcome, RetrainSettings, retrain
 from mbrl_ros.core.serialization import model_from_bytes
 from mbrl_ros.core.tasks import Task, double_by_ball_swap
@@ -47,7 +54,7 @@ from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import cap_torch_threads, run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
-from mbrl_ros.srv import GetStatus, TrainModel
+from mbrl_ros.srv import GetStatus, StoreEpisode, TrainModel
 
 PARAMS = [
     *TASK_PARAMS,
@@ -158,10 +165,12 @@ class DynamicsTrainerNode(Node):
             self.get_logger().error(message)
             raise RuntimeError(message)
         self.store = ModelStore(models_dir, keep=p["keep_models"])
-        self.recorder = TransitionRecorder(
-            self.task.state_dim, self.task.action_dim, self.task.goal_dim,
-            self.task.episode_length, reward_fn=task_reward_fn(self.task),
-            action_grace_s=p["action_grace_s"])
+        self._recorder_args = dict(
+            state_dim=self.task.state_dim, action_dim=self.task.action_dim,
+            goal_dim=self.task.goal_dim, default_length=self.task.episode_length,
+            reward_fn=task_reward_fn(self.task))
+        self.recorder = TransitionRecorder(**self._recorder_args,
+                                           action_grace_s=p["action_grace_s"])
         self._rec_lock = threading.Lock()
         self._unsaved: list[RecordedEpisode] = []
         self._write_failures = 0
@@ -197,6 +206,9 @@ class DynamicsTrainerNode(Node):
         # Wall-clock timers: a paused lockstep clock (sim time) must not stop the bookkeeping.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(0.1, self._poll_recorder, callback_group=record, clock=steady)
+        # With the recorder's callbacks: a backfill and a live store never interleave.
+        self.create_service(StoreEpisode, "~/store_episode", self._on_store_episode,
+                            callback_group=record)
         self.create_service(TrainModel, "~/train", self._on_train, callback_group=serve)
         self.create_service(GetStatus, "~/get_status", self._on_status, callback_group=serve)
         self.create_timer(1.0, self._publish_count, callback_group=serve, clock=steady)
@@ -252,6 +264,65 @@ class DynamicsTrainerNode(Node):
             return
         with self._rec_lock:
             self.recorder.set_episode_length(msg.episode_id, msg.episode_length)
+
+    def _on_store_episode(self, req: StoreEpisode.Request, res: StoreEpisode.Response):
+        """Store the transitions of an episode's stream (sent by the experiment manager)
+        that the recorder missed; steps already stored are skipped."""
+        episode_id = int(req.episode_id)
+        try:
+            if req.task != self.task.name:
+                raise ValueError(f"task '{req.task}', this trainer records '{self.task.name}'")
+            states, actions = self._stream(req)
+            with self._rec_lock:
+                open_episode = self.recorder.open_episode
+            if open_episode is not None and open_episode[0] == episode_id:
+                res.success, res.busy = False, True
+                res.message = f"episode {episode_id} is being recorded"
+                return res
+            episode, held = backfill_episode(self._recorder_args, episode_id,
+                                             int(req.episode_length), states, actions,
+                                             self.dataset.held_steps(episode_id))
+        except ValueError as exc:
+            self.diagnostics.problem("store_episode", f"episode {episode_id}: {exc}; "
+                                     "nothing stored")
+            res.success, res.message = False, str(exc)
+            return res
+        res.already_held = held
+        if episode is not None:
+            before = self.dataset.num_transitions
+            self._store([episode])  # a failed write is kept and retried like a live one
+            res.stored = self.dataset.num_transitions - before
+        res.success = True
+        res.message = f"episode {episode_id}: {res.stored} transitions stored, {held} held already"
+        return res
+
+    def _stream(self, req: StoreEpisode.Request) -> tuple[list[StreamState],
+                                                          list[StreamAction]]:
+        """The request's states and actions; ValueError when its arrays do not fit."""
+        n, m = len(req.state_steps), len(req.action_steps)
+        task = self.task
+        sizes = {"states": (len(req.states), n * task.state_dim),
+                 "goals": (len(req.goals), n * task.goal_dim), "stamps": (len(req.stamps), n),
+                 "stale": (len(req.stale), n), "actions": (len(req.actions), m * task.action_dim),
+                 "policies": (len(req.policies), m), "model_versions": (len(req.model_versions), m)}
+        for name, (got, want) in sizes.items():
+            if got != want:
+                raise ValueError(f"{name} has {got} values, expected {want}")
+        if req.episode_length < 1:
+            raise ValueError("episode_length must be >= 1")
+        vectors = np.asarray(req.states, dtype=np.float64).reshape(n, task.state_dim)
+        goals = np.asarray(req.goals, dtype=np.float64).reshape(n, task.goal_dim)
+        acts = np.asarray(req.actions, dtype=np.float64).reshape(m, task.action_dim)
+        if m and not np.all(np.abs(acts) <= 1.0 + ACTION_TOLERANCE):
+            raise ValueError("actions outside [-1, 1] (or non-finite)")
+        skip_stale = self.params["skip_stale_states"]
+        states = [StreamState(int(k), vectors[i], goals[i], float(req.stamps[i]))
+                  for i, k in enumerate(req.state_steps)
+                  if not (req.stale[i] and skip_stale)]
+        actions = [StreamAction(int(k), np.clip(acts[i], -1, 1), req.policies[i],
+                                int(req.model_versions[i]))
+                   for i, k in enumerate(req.action_steps)]
+        return states, actions
 
     def _poll_recorder(self) -> None:
         with self._rec_lock:
