@@ -360,6 +360,16 @@ def stored_steps(dataset: Path) -> dict[int, tuple[set[int], set[str]]]:
     return found
 
 
+def executed_transitions(w: Watch, episodes: set[int]) -> dict[int, set[int]]:
+    """Per episode, the steps k the test saw executed (a command for k) with fresh states k
+    and k + 1: the transitions a recorder can store."""
+    with w.lock:
+        fresh = {(e, k) for _, e, k, stale in w.states if not stale}
+        commanded = {(m.episode_id, m.step) for _, m in w.actions if m.step < T}
+    return {e: {k for k in range(T) if (e, k) in commanded and (e, k) in fresh
+                and (e, k + 1) in fresh} for e in episodes}
+
+
 def test_1_trainer_killed_while_storing_keeps_every_stored_transition(stack):
     w = stack.watch
     version = newest_planning(w).stats.model_version
@@ -410,11 +420,14 @@ def test_1_trainer_killed_while_storing_keeps_every_stored_transition(stack):
     wait_for(lambda: w.planning(back_t, 10), 60, "planning after the trainer's respawn")
     # ... and handed the trainer the episodes it missed (test_7 counts them exactly).
     missed = {m.episode_id for m in down}
+    wait_for(lambda: max(e for _, e, _, _ in list(w.states)) > max(missed) + 1, 60,
+             "the episodes after the missed ones")
+    executed = executed_transitions(w, missed)
     held = wait_for(lambda: (h := stored_steps(dataset)) and all(
-        len(h.get(e, ((), ()))[0]) >= T - 2 for e in missed) and h, 60,
-        f"episodes {sorted(missed)} in the dataset")
-    print("episodes run while the trainer was down:",
-          {e: (len(held[e][0]), sorted(held[e][1])) for e in sorted(missed)})
+        executed[e] <= h.get(e, (set(), set()))[0] for e in missed) and h, 60,
+        f"every executed transition of episodes {sorted(missed)} in the dataset")
+    print("episodes run while the trainer was down (executed, stored, how):",
+          {e: (len(executed[e]), len(held[e][0]), sorted(held[e][1])) for e in sorted(missed)})
     assert any("backfilled" in held[e][1] for e in missed)
 
 
@@ -710,7 +723,6 @@ def test_7_every_executed_step_of_an_untouched_episode_is_stored(stack):
         live = w.actions[0][0]
         first = {e for t, e, k, _ in w.states if k == 0 and t > live}
         observed = {e for _, e, k, _ in w.states if k == T and e in first}
-        fresh = {(e, k) for _, e, k, stale in w.states if not stale}
     executed: dict[int, set[int]] = {}
     for m in w.actions_between(0.0):
         if m.step < T:
@@ -725,8 +737,7 @@ def test_7_every_executed_step_of_an_untouched_episode_is_stored(stack):
             cut.add(meta["episode_id"])
     healthy = sorted((set(stored) & observed) - touched - cut)
     steps = {e: executed.get(e, set()) for e in healthy}
-    transitions = {e: {k for k in steps[e] if (e, k) in fresh and (e, k + 1) in fresh}
-                   for e in healthy}
+    transitions = executed_transitions(w, set(healthy))
     print(f"stored episodes {len(stored)}, touched by a kill {sorted(touched)}, cut "
           f"{sorted(cut)}; checked {len(healthy)}: {sum(map(len, steps.values()))} executed "
           f"steps, {sum(map(len, transitions.values()))} with a next state, "

@@ -24,7 +24,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,8 @@ from std_msgs.msg import Float64
 from mbrl_ros.core.experiment_plan import Budget, Step, pddm_plan
 from mbrl_ros.msg import GoalSchedule, ObjectStates, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
-from mbrl_ros.nodes.backfill import Backlog, SeenState, store_request, transitions_seen
 from mbrl_ros.nodes.diagnostics import OK, WARN, Diagnostics
+from mbrl_ros.nodes.episode_record import Backlog, EpisodeRecord, SeenState
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
@@ -110,23 +109,6 @@ class EpisodeInterrupted(RuntimeError):
     """A node of the loop stopped during the episode: it is run again."""
 
 
-@dataclass
-class EpisodeRecord:
-    """What the topics said about one episode (fields after ``done``: the fault watch)."""
-
-    episode_id: int
-    length: int
-    states: dict[int, SeenState] = field(default_factory=dict)
-    actions: dict[int, PlannedAction] = field(default_factory=dict)
-    done: threading.Event = field(default_factory=threading.Event)
-    t0_ns: int | None = None  # stamp of the first observation (known after the reset)
-    started: float = 0.0  # time.monotonic() when the schedule went out
-    last_state: float = 0.0  # time.monotonic() of the newest fresh (not stale) state
-    last_action: float = 0.0  # time.monotonic() of the newest command
-    object_step: int = -1  # the simulator's newest step count in this episode
-    problem: str = ""  # set by a callback: the simulator restarted
-
-
 class ExperimentNode(Node):
     """Drives the loop from a worker thread; callbacks only record what arrives."""
 
@@ -140,7 +122,7 @@ class ExperimentNode(Node):
         self.budget = Budget(p["random_rollouts"], p["iterations"], p["rollouts_per_iteration"],
                              p["random_rollouts_per_iteration"])
         self.exit_code = 0
-        self.backlog = Backlog()  # episodes the trainer did not confirm (nodes/backfill.py)
+        self.backlog = Backlog()  # episodes the trainer did not confirm (episode_record.py)
         self.diagnostics = Diagnostics(self, self._health, hardware_id="experiment")
         self.params.report_to(self.diagnostics)
         group = ReentrantCallbackGroup()
@@ -204,15 +186,9 @@ class ExperimentNode(Node):
             if state.shape != (self.task.state_dim,) or not np.all(np.isfinite(state)):
                 self.get_logger().warning(f"ignoring a malformed task state (step {msg.step})")
                 return
-            if not msg.stale:
-                ep.last_state = time.monotonic()
             stamp = conv.ns_from_time(msg.header.stamp) / conv.NS_PER_S
-            known = ep.states.get(msg.step)
-            if known is None or known.stamp != stamp:  # a re-publish keeps its first flags
-                ep.states[msg.step] = SeenState(state, np.asarray(msg.goal, dtype=np.float64),
-                                                stamp, bool(msg.stale))
-            if msg.step == ep.length:
-                ep.done.set()
+            ep.add_state(msg.step, SeenState(state, np.asarray(msg.goal, dtype=np.float64),
+                                             stamp, bool(msg.stale)), time.monotonic())
 
     def _on_action(self, msg: PlannedAction) -> None:
         with self._lock:
@@ -221,8 +197,7 @@ class ExperimentNode(Node):
             self._planner_ticks = msg.stats.ticks
             ep = self._episode
             if ep is not None and msg.episode_id == ep.episode_id and msg.step < ep.length:
-                ep.actions[msg.step] = msg
-                ep.last_action = time.monotonic()
+                ep.add_action(msg, time.monotonic())
 
     def _on_objects(self, msg: ObjectStates) -> None:
         """A restarted (or self-reset) simulator shows in its object readings: another
@@ -498,18 +473,27 @@ class ExperimentNode(Node):
                            "")
             except ExperimentError:
                 pass
+        except EpisodeInterrupted:
+            with self._lock:  # what ran of it is data too; not across a simulator restart
+                request = None if record.problem else record.store_request(self.task.name)
+            if request is not None and request.state_steps:
+                self.backlog.add(request)
+            raise
         finally:
             with self._lock:
                 self._episode = None
-        states, actions = self._episode_arrays(record)
+        missing, missing_actions = record.missing()
+        if missing or missing_actions:
+            self.get_logger().warning(f"episode {episode_id}: no state for steps "
+                                      f"{missing[:10]}, no action for {missing_actions[:10]}")
+        states, actions = record.arrays(self.task.state_dim, self.task.action_dim)
         metrics = self.task.episode_metrics(torch.as_tensor(states), torch.as_tensor(actions),
                                             goals.double())
         before, trainer = self._trainer_total, self._stored_status(episode_id)
         with self._lock:
             transitions = trainer.num_transitions if trainer is not None else self._trainer_count
-            seen = transitions_seen(record.states, record.actions, record.length)
-            request = store_request(self.task.name, episode_id, record.length,
-                                    dict(record.states), dict(record.actions))
+            seen = record.transitions_seen()
+            request = record.store_request(self.task.name)
         self._trainer_total = None if trainer is None else trainer.num_transitions
         if trainer is None or before is None or trainer.num_transitions - before < seen:
             self.backlog.add(request)  # it stores what it lacks of it (or nothing)
@@ -542,17 +526,9 @@ class ExperimentNode(Node):
                 raise ExperimentError("stopped")
             now = time.monotonic()
             with self._lock:
-                problem = record.problem
-                quiet_states = now - max(record.last_state, record.started)
-                quiet_commands = now - max(record.last_action, record.started)
+                problem = record.stall(now, stall)
             if problem:
                 raise EpisodeInterrupted(problem)
-            if quiet_states > stall:
-                raise EpisodeInterrupted(f"no fresh task state for {quiet_states:.1f} s (the "
-                                         "simulator or the state estimator stopped)")
-            if quiet_commands > stall:
-                raise EpisodeInterrupted(f"no command for {quiet_commands:.1f} s (the planner "
-                                         "stopped)")
             if now > deadline:
                 raise ExperimentError(f"episode {record.episode_id} did not finish in "
                                       f"{p['episode_timeout_s']} s ({len(record.states)} "
@@ -616,28 +592,6 @@ class ExperimentNode(Node):
                 self._trainer_total = None  # its count moved: check the next episode too
                 log = self.get_logger().info if res.success else self.get_logger().warning
                 log(f"sent the trainer episode {request.episode_id} it missed: {res.message}")
-
-    def _episode_arrays(self, record: EpisodeRecord) -> tuple[np.ndarray, np.ndarray]:
-        """States ``[T+1, S]`` and actions ``[T, A]``; a missing entry repeats the one
-        before it (counted in the log; in lockstep nothing is missing)."""
-        missing = [k for k in range(record.length + 1) if k not in record.states]
-        missing_actions = [k for k in range(record.length) if k not in record.actions]
-        if missing or missing_actions:
-            self.get_logger().warning(f"episode {record.episode_id}: no state for steps "
-                                      f"{missing[:10]}, no action for {missing_actions[:10]}")
-        states = np.zeros((record.length + 1, self.task.state_dim))
-        actions = np.zeros((record.length, self.task.action_dim))
-        for k in range(record.length + 1):
-            seen = record.states.get(k)
-            if seen is not None:
-                states[k] = seen.vector
-            else:
-                states[k] = states[k - 1] if k else record.states[min(record.states)].vector
-        for k in range(record.length):
-            msg = record.actions.get(k)
-            actions[k] = np.asarray(msg.action) if msg is not None else (
-                actions[k - 1] if k else 0.0)
-        return states, actions
 
     def _train(self, step: Step, model_version: int) -> int:
         p = self.params.snapshot()

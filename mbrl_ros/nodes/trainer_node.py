@@ -38,8 +38,6 @@ from mbrl_ros.core.ensemble import ACTIVATIONS, EnsembleConfig, EnsembleDynamics
 from mbrl_ros.core.model_store import ModelStore, StoredModel
 from mbrl_ros.core.recorder import (
     RecordedEpisode,
-    StreamAction,
-    StreamState,
     TransitionRecorder,
     backfill_episode,
     task_reward_fn,
@@ -51,6 +49,7 @@ from mbrl_ros.core.training import TrainConfig
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
+from mbrl_ros.nodes.episode_record import stream_from_request
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import cap_torch_threads, run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
@@ -272,7 +271,9 @@ class DynamicsTrainerNode(Node):
         try:
             if req.task != self.task.name:
                 raise ValueError(f"task '{req.task}', this trainer records '{self.task.name}'")
-            states, actions = self._stream(req)
+            states, actions = stream_from_request(
+                req, (self.task.state_dim, self.task.action_dim, self.task.goal_dim),
+                self.params["skip_stale_states"], ACTION_TOLERANCE)
             with self._rec_lock:
                 open_episode = self.recorder.open_episode
             if open_episode is not None and open_episode[0] == episode_id:
@@ -295,34 +296,6 @@ class DynamicsTrainerNode(Node):
         res.success = True
         res.message = f"episode {episode_id}: {res.stored} transitions stored, {held} held already"
         return res
-
-    def _stream(self, req: StoreEpisode.Request) -> tuple[list[StreamState],
-                                                          list[StreamAction]]:
-        """The request's states and actions; ValueError when its arrays do not fit."""
-        n, m = len(req.state_steps), len(req.action_steps)
-        task = self.task
-        sizes = {"states": (len(req.states), n * task.state_dim),
-                 "goals": (len(req.goals), n * task.goal_dim), "stamps": (len(req.stamps), n),
-                 "stale": (len(req.stale), n), "actions": (len(req.actions), m * task.action_dim),
-                 "policies": (len(req.policies), m), "model_versions": (len(req.model_versions), m)}
-        for name, (got, want) in sizes.items():
-            if got != want:
-                raise ValueError(f"{name} has {got} values, expected {want}")
-        if req.episode_length < 1:
-            raise ValueError("episode_length must be >= 1")
-        vectors = np.asarray(req.states, dtype=np.float64).reshape(n, task.state_dim)
-        goals = np.asarray(req.goals, dtype=np.float64).reshape(n, task.goal_dim)
-        acts = np.asarray(req.actions, dtype=np.float64).reshape(m, task.action_dim)
-        if m and not np.all(np.abs(acts) <= 1.0 + ACTION_TOLERANCE):
-            raise ValueError("actions outside [-1, 1] (or non-finite)")
-        skip_stale = self.params["skip_stale_states"]
-        states = [StreamState(int(k), vectors[i], goals[i], float(req.stamps[i]))
-                  for i, k in enumerate(req.state_steps)
-                  if not (req.stale[i] and skip_stale)]
-        actions = [StreamAction(int(k), np.clip(acts[i], -1, 1), req.policies[i],
-                                int(req.model_versions[i]))
-                   for i, k in enumerate(req.action_steps)]
-        return states, actions
 
     def _poll_recorder(self) -> None:
         with self._rec_lock:
