@@ -25,7 +25,8 @@ help:
 	@echo "make bench-learning  learning curves vs planners, a perfect model and SAC (hours;"
 	@echo "            resumable; BUDGET=short|standard)"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
-	@echo "            transitions executed vs recorded (bench/results/soak.json)"
+	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
+	@echo "            soak_realtime.json)"
 
 $(STAMPS)/apt: scripts/setup/apt_packages.sh
 	@mkdir -p $(STAMPS)
@@ -84,8 +85,10 @@ bench-learning: $(STAMPS)/install
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800
+SOAK_MODE ?= lockstep
+SOAK_OUT := bench/results/$(if $(filter realtime,$(SOAK_MODE)),soak_realtime,soak).json
 bench-soak: $(STAMPS)/install
-	$(VPY) bench/bench_soak.py --duration $(DURATION) --out bench/results/soak.json
+	$(VPY) bench/bench_soak.py --duration $(DURATION) --mode $(SOAK_MODE) --out $(SOAK_OUT)
 
 clean:
 	rm -rf $(BUILD)
