@@ -263,7 +263,7 @@ class Probe:
         from std_msgs.msg import Float64
 
         from mbrl_ros.msg import GoalSchedule, PlannedAction, TaskState, TrainingMetrics
-        from mbrl_ros.nodes.conversions import LATCHED_QOS, RECORDED_QOS_DEPTH
+        from mbrl_ros.nodes.conversions import RECORDED_QOS_DEPTH, SCHEDULE_SUB_QOS
         from mbrl_ros.srv import GetStatus
 
         self.t0 = t0
@@ -275,7 +275,7 @@ class Probe:
         node.create_subscription(PlannedAction, f"{NS}/planned_action", self._on_action,
                                  RECORDED_QOS_DEPTH)
         node.create_subscription(GoalSchedule, f"{NS}/goal_schedule", self._on_schedule,
-                                 LATCHED_QOS)
+                                 SCHEDULE_SUB_QOS)
         node.create_subscription(TrainingMetrics, f"{NS}/dynamics_trainer/metrics",
                                  self._on_metrics, 10)
         node.create_subscription(Float64, f"{NS}/dynamics_trainer/num_transitions",

@@ -88,3 +88,9 @@ RECORDED_QOS_DEPTH = 200
 #: QoS of the latched topics (goal_schedule, model_update): a late subscriber gets the newest.
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          reliability=ReliabilityPolicy.RELIABLE)
+
+#: QoS of a goal_schedule subscriber: latched like the publisher, but a callback thread that
+#: falls behind (short lockstep episodes on a busy machine) keeps every schedule instead of
+#: only the newest (depth does not affect QoS compatibility).
+SCHEDULE_SUB_QOS = QoSProfile(depth=20, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                              reliability=ReliabilityPolicy.RELIABLE)

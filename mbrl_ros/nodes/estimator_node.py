@@ -171,7 +171,8 @@ class StateEstimatorNode(Node):
         self.pub_latency = self.create_publisher(Float64, "~/latency_ms", 10)
         self.create_subscription(JointState, "joint_states", self._on_joints, 10)
         self.create_subscription(ObjectStates, "object_states", self._on_objects, 10)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS)
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule,
+                                 conv.SCHEDULE_SUB_QOS)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.diagnostics = Diagnostics(self, self._health, hardware_id=f"task:{self.task.name}")
         self.params.report_to(self.diagnostics)

@@ -118,7 +118,8 @@ class MpcPlannerNode(Node):
         self._ticks = MutuallyExclusiveCallbackGroup()
         self.create_subscription(TaskState, "task_state", self._on_state, 10,
                                  callback_group=inputs)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS,
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule,
+                                 conv.SCHEDULE_SUB_QOS,
                                  callback_group=inputs)
         self.create_subscription(ModelUpdate, "model_update", self._on_model, conv.LATCHED_QOS,
                                  callback_group=models)

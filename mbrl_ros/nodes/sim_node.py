@@ -119,7 +119,8 @@ class ShadowHandSimNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "scene_markers", 1)
         self.pub_clock = self.create_publisher(ClockMsg, "/clock", 10) if self.lockstep else None
         self.create_subscription(Float64MultiArray, "joint_commands", self._on_command, 10)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS)
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule,
+                                 conv.SCHEDULE_SUB_QOS)
         self.create_service(ResetEpisode, "reset_episode", self._on_reset)
         self.create_service(SetGoal, "set_goal", self._on_set_goal)
         self.create_service(GetGoal, "get_goal", self._on_get_goal)

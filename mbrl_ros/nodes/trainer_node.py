@@ -200,7 +200,8 @@ class DynamicsTrainerNode(Node):
             TaskState, "task_state", self._on_task_state, RECORD_DEPTH, callback_group=record)
         self._action_sub = self.create_subscription(
             PlannedAction, "planned_action", self._on_action, RECORD_DEPTH, callback_group=record)
-        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule, conv.LATCHED_QOS,
+        self.create_subscription(GoalSchedule, "goal_schedule", self._on_schedule,
+                                 conv.SCHEDULE_SUB_QOS,
                                  callback_group=record)
         # Wall-clock timers: a paused lockstep clock (sim time) must not stop the bookkeeping.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
