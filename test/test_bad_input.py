@@ -22,7 +22,7 @@ from helpers.models import ensemble, serialized, with_nan_weight
 from helpers.ros import spinning_node, start_process, stop_process
 from helpers.sim_client import SimClient
 from helpers.untrusted import flipped, npz_with_object_array, pickle_bomb, truncated
-from helpers.waiting import wait_for
+from helpers.waiting import Inbox, wait_for
 
 from mbrl_ros.launch.packages import executable
 
@@ -234,24 +234,19 @@ class EstimatorClient:
         from sensor_msgs.msg import JointState
 
         from mbrl_ros.msg import GoalSchedule, ObjectStates, TaskState
+        from mbrl_ros.nodes.conversions import LATCHED_QOS as latched
         from mbrl_ros.srv import ResetEpisode
 
         self.node = node
-        self._lock = threading.Lock()
-        self.states: list = []
-        node.create_subscription(TaskState, f"{EST_NS}/task_state", self._on_state, 50)
+        self.states = Inbox()
+        node.create_subscription(TaskState, f"{EST_NS}/task_state", self.states.add, 50)
         self.joints = node.create_publisher(JointState, f"{EST_NS}/joint_states", 10)
         self.objects = node.create_publisher(ObjectStates, f"{EST_NS}/object_states", 10)
-        from mbrl_ros.nodes.conversions import LATCHED_QOS as latched
         self.schedules = node.create_publisher(GoalSchedule, f"{EST_NS}/goal_schedule", latched)
         self.reset_client = node.create_client(ResetEpisode, f"{EST_NS}/state_estimator/reset")
         for pub in (self.joints, self.objects, self.schedules):
             wait_for(lambda p=pub: p.get_subscription_count() > 0, 20, "estimator subscriptions")
         self.t0 = node.get_clock().now().nanoseconds
-
-    def _on_state(self, msg) -> None:
-        with self._lock:
-            self.states.append(msg)
 
     def stamp(self, step: int):
         from mbrl_ros.nodes.conversions import time_from_ns
@@ -279,10 +274,8 @@ class EstimatorClient:
         self.joints.publish(msg)
 
     def state(self, step: int):
-        def find():
-            with self._lock:
-                return next((m for m in self.states if m.step == step and not m.stale), None)
-        return wait_for(find, 20, f"the task state of step {step}")
+        return self.states.wait_first(lambda m: m.step == step and not m.stale, 20,
+                                      f"the task state of step {step}")
 
 
 @pytest.fixture(scope="class")
@@ -408,32 +401,23 @@ PLAN_NS = "/bad_plan"
 
 class PlannerClient:
     def __init__(self, node) -> None:
-
         from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState
+        from mbrl_ros.nodes.conversions import LATCHED_QOS as latched
 
         self.node = node
-        self._lock = threading.Lock()
-        self.actions: list = []
-        from mbrl_ros.nodes.conversions import LATCHED_QOS as latched
+        self.actions = Inbox()
         self.states = node.create_publisher(TaskState, f"{PLAN_NS}/task_state", 10)
         self.schedules = node.create_publisher(GoalSchedule, f"{PLAN_NS}/goal_schedule", latched)
         self.models = node.create_publisher(ModelUpdate, f"{PLAN_NS}/model_update", latched)
-        node.create_subscription(PlannedAction, f"{PLAN_NS}/planned_action", self._on_action, 50)
+        node.create_subscription(PlannedAction, f"{PLAN_NS}/planned_action", self.actions.add, 50)
         wait_for(lambda: self.states.get_subscription_count() > 0, 20, "planner subscriptions")
-
-    def _on_action(self, msg) -> None:
-        with self._lock:
-            self.actions.append(msg)
 
     def state_msg(self, step: int, state: np.ndarray, episode: int = 1, task: str = "baoding"):
         return _state_msg(step, state, episode, task)
 
     def action(self, step: int, episode: int = 1):
-        def find():
-            with self._lock:
-                return next((a for a in self.actions
-                             if (a.episode_id, a.step) == (episode, step)), None)
-        return wait_for(find, 30, f"the planned action of step {step}")
+        return self.actions.wait_first(lambda a: (a.episode_id, a.step) == (episode, step), 30,
+                                       f"the planned action of step {step}")
 
     def model(self, version: int, data: bytes, **overrides) -> None:
         from mbrl_ros.core.serialization import checksum

@@ -7,19 +7,9 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 
 import pytest
-from helpers.bench import BENCH_DIR, run_quick
-
-
-def _bench_module():
-    sys.path.insert(0, str(BENCH_DIR))
-    try:
-        import bench_control
-    finally:
-        sys.path.remove(str(BENCH_DIR))
-    return bench_control
+from helpers.bench import bench_module, run_quick
 
 
 def _record(bench, ticks: int, step: int, *, fresh: bool, misses: int, received: float,
@@ -30,7 +20,7 @@ def _record(bench, ticks: int, step: int, *, fresh: bool, misses: int, received:
 
 
 def test_commands_are_paired_with_the_state_their_plan_started_from():
-    bench = _bench_module()
+    bench = bench_module("bench_control")
     r = functools.partial(_record, bench)
     actions = [
         r(1, 0, fresh=False, misses=0, received=1.0),  # no plan yet: starts one from state 0
@@ -50,7 +40,7 @@ def test_commands_are_paired_with_the_state_their_plan_started_from():
 
 
 def test_period_errors_are_absolute_deviations_in_ms():
-    bench = _bench_module()
+    bench = bench_module("bench_control")
     errors = bench.period_errors_ms([0.0, 0.1, 0.25, 0.3], 0.1)
     assert errors == pytest.approx([0.0, 50.0, 50.0])
     assert bench.period_errors_ms([1.0], 0.1).size == 0

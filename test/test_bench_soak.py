@@ -6,27 +6,18 @@ bench's counting and accounting on hand-made inputs (no ROS)."""
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pytest
-from helpers.bench import BENCH_DIR, run_quick
+from helpers.bench import bench_module, run_quick
 
 NODES = ("shadow_hand_sim", "state_estimator", "dynamics_trainer", "mpc_planner",
          "experiment", "launcher")
 
 
-def _bench_module():
-    sys.path.insert(0, str(BENCH_DIR))
-    try:
-        import bench_soak
-    finally:
-        sys.path.remove(str(BENCH_DIR))
-    return bench_soak
-
 
 def test_a_transition_needs_its_action_and_the_next_state_within_the_episode():
-    bench = _bench_module()
+    bench = bench_module("bench_soak")
     states = {(1, k) for k in range(4)} | {(2, 0), (2, 1)}
     actions = {(1, 0), (1, 1), (1, 2), (1, 3), (2, 0), (2, 1)}
     # episode 1 (length 3): step 3 is past the end; episode 2: step 1 has no next state yet
@@ -36,7 +27,7 @@ def test_a_transition_needs_its_action_and_the_next_state_within_the_episode():
 
 
 def test_the_stop_cut_episode_is_accounted_apart_from_complete_ones():
-    bench = _bench_module()
+    bench = bench_module("bench_soak")
     states = {(e, k) for e in (1, 2) for k in range(4)} | {(3, 0), (3, 1), (3, 2)}
     finished = bench.finished_episodes(states, {1: 3, 2: 3, 3: 3})
     assert finished == {1, 2}
@@ -60,7 +51,7 @@ def test_the_stop_cut_episode_is_accounted_apart_from_complete_ones():
 
 
 def test_the_bench_compares_from_the_first_episode_it_saw_on_both_streams():
-    bench = _bench_module()
+    bench = bench_module("bench_soak")
     # schedule and states of episode 2 from step 0, but the planner matched only later
     states = {(2, 0), (2, 1), (3, 0), (3, 1), (4, 0)}
     actions = {(2, 1), (3, 0)}
@@ -71,7 +62,7 @@ def test_the_bench_compares_from_the_first_episode_it_saw_on_both_streams():
 
 
 def test_growth_is_a_least_squares_slope_in_mb_per_hour():
-    bench = _bench_module()
+    bench = bench_module("bench_soak")
     t = np.array([0.0, 1800.0, 3600.0, 5400.0])
     assert bench.growth_mb_per_hour(t, 100.0 + 2.0 * t / 3600.0) == pytest.approx(2.0)
     assert math.isnan(bench.growth_mb_per_hour(t[:2], np.array([1.0, 2.0])))

@@ -348,15 +348,27 @@ def check_dataset_files(dataset: Path) -> int:
     return total
 
 
-def stored_steps(dataset: Path) -> dict[int, tuple[set[int], set[str]]]:
-    """Per stream episode id: the steps stored (over all its files) and how they ended."""
-    found: dict[int, tuple[set[int], set[str]]] = {}
+@dataclass
+class Stored:
+    """One stream episode in the dataset, over all its files."""
+
+    rows: int = 0  # transitions stored (a step stored twice counts twice)
+    steps: set[int] = field(default_factory=set)
+    ends: set[str] = field(default_factory=set)
+    cut: bool = False  # a file of it is cut short
+
+
+def stored_episodes(dataset: Path) -> dict[int, Stored]:
+    """The dataset on disk per stream episode id."""
+    found: dict[int, Stored] = {}
     for path in sorted(dataset.glob("episode_*.npz")):
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            steps, ends = found.setdefault(meta["episode_id"], (set(), set()))
-            steps.update(int(k) for k in z["step"])
-            ends.add(meta["end"])
+            stored = found.setdefault(meta["episode_id"], Stored())
+            stored.rows += len(z["state"])
+            stored.steps.update(int(k) for k in z["step"])
+            stored.ends.add(meta["end"])
+            stored.cut |= bool(meta["cut_short"])
     return found
 
 
@@ -423,12 +435,13 @@ def test_1_trainer_killed_while_storing_keeps_every_stored_transition(stack):
     wait_for(lambda: max(e for _, e, _, _ in list(w.states)) > max(missed) + 1, 60,
              "the episodes after the missed ones")
     executed = executed_transitions(w, missed)
-    held = wait_for(lambda: (h := stored_steps(dataset)) and all(
-        executed[e] <= h.get(e, (set(), set()))[0] for e in missed) and h, 60,
+    held = wait_for(lambda: (h := stored_episodes(dataset)) and all(
+        executed[e] <= h.get(e, Stored()).steps for e in missed) and h, 60,
         f"every executed transition of episodes {sorted(missed)} in the dataset")
     print("episodes run while the trainer was down (executed, stored, how):",
-          {e: (len(executed[e]), len(held[e][0]), sorted(held[e][1])) for e in sorted(missed)})
-    assert any("backfilled" in held[e][1] for e in missed)
+          {e: (len(executed[e]), len(held[e].steps), sorted(held[e].ends))
+           for e in sorted(missed)})
+    assert any("backfilled" in held[e].ends for e in missed)
 
 
 def test_2_planner_killed_mid_plan_gets_the_newest_model_on_respawn(stack):
@@ -727,14 +740,9 @@ def test_7_every_executed_step_of_an_untouched_episode_is_stored(stack):
     for m in w.actions_between(0.0):
         if m.step < T:
             executed.setdefault(m.episode_id, set()).add(m.step)
-    stored: dict[int, int] = {}
-    cut: set[int] = set()
-    for path in sorted((stack.run_dir / "dataset").glob("episode_*.npz")):
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            stored[meta["episode_id"]] = stored.get(meta["episode_id"], 0) + len(z["state"])
-        if meta["cut_short"]:
-            cut.add(meta["episode_id"])
+    on_disk = stored_episodes(stack.run_dir / "dataset")
+    stored = {e: s.rows for e, s in on_disk.items()}
+    cut = {e for e, s in on_disk.items() if s.cut}
     healthy = sorted((set(stored) & observed) - touched - cut)
     steps = {e: executed.get(e, set()) for e in healthy}
     transitions = executed_transitions(w, set(healthy))

@@ -492,11 +492,12 @@ class ExperimentNode(Node):
         before, trainer = self._trainer_total, self._stored_status(episode_id)
         with self._lock:
             transitions = trainer.num_transitions if trainer is not None else self._trainer_count
-            seen = record.transitions_seen()
-            request = record.store_request(self.task.name)
+        # The callbacks no longer write to the record (it is not the current episode).
         self._trainer_total = None if trainer is None else trainer.num_transitions
-        if trainer is None or before is None or trainer.num_transitions - before < seen:
-            self.backlog.add(request)  # it stores what it lacks of it (or nothing)
+        if (trainer is None or before is None
+                or trainer.num_transitions - before < record.transitions_seen()):
+            # it stores what it lacks of it (or nothing)
+            self.backlog.add(record.store_request(self.task.name))
         latencies = [a.stats.plan_latency_ms for a in record.actions.values()
                      if not a.stats.fallback and a.stats.planner not in ("exploration", "hold")]
         row = {

@@ -27,3 +27,14 @@ def finite_positive(value: object) -> bool:
     values = value if isinstance(value, list) else [value]
     return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
                and v > 0 for v in values)
+
+
+def bench_module(name: str):
+    """Import ``bench/<name>.py`` (its pure functions are tested directly)."""
+    import importlib
+
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH_DIR))
