@@ -124,11 +124,11 @@ def write_random_rollouts(root: Path, transitions: int, seed: int = 0) -> int:
         sim.reset(seed=seed + episode)
         explore.reset(episode)
         states, actions = [], []
-        sim.set_goal(goals[0].reshape(2, 2))
+        sim.set_goal(goals[0].reshape(sim.scene.goal_shape), task.goal_frame)
         states.append(sim.observe().task_obs)
         for k in range(ROLLOUT_STEPS):
             actions.append(explore.act())
-            sim.set_goal(goals[k + 1].reshape(2, 2))
+            sim.set_goal(goals[k + 1].reshape(sim.scene.goal_shape), task.goal_frame)
             states.append(sim.step(actions[-1]).observation.task_obs)
         s = np.asarray(states, dtype=np.float32)
         a = np.asarray(actions, dtype=np.float32)

@@ -95,8 +95,8 @@ def record_episode(hand: sim.HandSim, states_of: TaskStateSource,
     explorer.reset(episode_id)
     states_of.reset()
     states, actions = [states_of.state(obs, goals[0])], []
-    for k in range(EPISODE_LENGTH):
-        hand.set_goal(goals[k].reshape(hand.scene.goal_shape))  # as the sim node does
+    for k in range(EPISODE_LENGTH):  # the goal shown as the sim node does
+        hand.set_goal(goals[k].reshape(hand.scene.goal_shape), task.goal_frame)
         actions.append(explorer.act())
         result = hand.step(actions[-1])
         if not result.ok:

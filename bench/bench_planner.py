@@ -158,9 +158,9 @@ def start_state(task: BaodingTask) -> torch.Tensor:
     """Both balls resting on their first targets, 0.2 m up, joints at zero."""
     goals = task.episode_goals(0, 2)
     state = torch.zeros(40)
-    state[24:26], state[26] = goals[0, 0:2], 0.2
-    state[30:32], state[32] = goals[0, 2:4], 0.2
-    state[36:40] = goals[0]
+    task.insert_goal_(state, goals[0])
+    state[24:26], state[26] = state[36:38], 0.2
+    state[30:32], state[32] = state[38:40], 0.2
     return state
 
 

@@ -251,7 +251,7 @@ class StackDriver:
                                 episode_length=length, goal_dim=self.task.goal_dim,
                                 goals=goals.double().flatten().tolist())
         schedule.header.stamp = res.first_observation_stamp
-        schedule.header.frame_id = "world"
+        schedule.header.frame_id = self.task.goal_frame
         self.pub_schedule.publish(schedule)
         if not record.done.wait(timeout):
             raise StackError(f"episode {episode_id} did not finish in {timeout} s "

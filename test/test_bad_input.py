@@ -432,14 +432,14 @@ class PlannerClient:
 
 
 def _state_msg(step: int, state: np.ndarray, episode: int = 1, task: str = "baoding"):
-    """A TaskState of the default Baoding task (its goal is the state's goal part)."""
+    """A TaskState of the default Baoding task (its goal: the schedule's goal of ``step``)."""
     from mbrl_ros.msg import StateField, TaskState
     from mbrl_ros.nodes.conversions import time_from_ns
 
     layout = _task().layout.to_msg_fields()
     msg = TaskState(task=task, episode_id=episode, step=step, state=[float(v) for v in state],
                     layout=[StateField(name=n, start=s, size=z) for n, s, z in layout])
-    msg.goal = [float(v) for v in state[_task().goal_slice]]
+    msg.goal = [float(v) for v in _task().episode_goals(0, step + 1)[step]]
     msg.header.stamp = time_from_ns(1_000_000_000 * (100 * episode) + 100_000_000 * step)
     return msg
 

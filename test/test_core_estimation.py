@@ -251,7 +251,7 @@ def test_velocities_equal_the_sims_when_the_tracker_measures_them(task_name):
 def test_dropouts_are_bridged_and_reported():
     task = make_task("baoding")
     assembler = TaskStateAssembler(task)
-    goal = np.zeros(4)
+    goal = np.zeros(task.goal_dim)
     with pytest.raises(ValueError, match="no measurement yet"):
         assembler.assemble(np.zeros(24), 0.0, goal)
     for k in range(5):

@@ -44,7 +44,8 @@ def state_input(step: int, episode: int = 1, *, stale: bool = False, length: int
     state = np.zeros(TASK.state_dim)
     state[TASK.layout.slice("ball1_pos")] = (0.0, 0.03, 0.16)
     state[TASK.layout.slice("ball2_pos")] = (0.01, 0.05, 0.16)
-    state[TASK.goal_slice] = GOALS[min(step, len(GOALS) - 1)]
+    goal = torch.from_numpy(GOALS[min(step, len(GOALS) - 1)]).double()
+    TASK.insert_goal_(torch.from_numpy(state), goal)
     return StateInput(episode, step, state, GOALS, goal_start=step + 1, episode_length=length,
                       stale=stale, received=received)
 

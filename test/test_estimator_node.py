@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import torch
 from helpers.ros import spinning_node, start_process, stop_process
 from helpers.sim_client import SimClient, positions
 from helpers.waiting import wait_for
@@ -102,7 +103,7 @@ class Collector:
         schedule = GoalSchedule(task=task.name, episode_id=episode_id, episode_length=length,
                                 goal_dim=task.goal_dim, goals=goals.ravel().tolist())
         schedule.header.stamp = res.first_observation_stamp
-        schedule.header.frame_id = "world"
+        schedule.header.frame_id = task.goal_frame
         self.schedule_pub.publish(schedule)
         return res, goals
 
@@ -179,7 +180,9 @@ class TestLockstep:
             np.testing.assert_allclose(m.goal, goals[k], rtol=0, atol=1e-12)
             state = np.asarray(m.state)
             assert state.shape == (task.state_dim,) and np.all(np.isfinite(state))
-            np.testing.assert_allclose(state[task.goal_slice], goals[k], rtol=0, atol=1e-12)
+            # the goal fields: the targets' world xy for this state's wrist (palm frame)
+            fields = task.goal_field_values(torch.from_numpy(state), torch.from_numpy(goals[k]))
+            np.testing.assert_allclose(state[task.goal_slice], fields.numpy(), rtol=0, atol=1e-12)
         joints = np.asarray(states[length].state)[task.layout.slice("joints")]
         np.testing.assert_allclose(joints, positions(client.latest_state()), atol=0.05)
         assert col.latencies and np.median(col.latencies) < 50.0, col.latencies[-10:]
@@ -321,7 +324,7 @@ def test_old_object_readings_flag_the_state_stale_and_late_ones_are_dropped():
                 col.joint_pub.publish(msg)
 
             schedule = GoalSchedule(task="baoding", episode_id=4, episode_length=12,
-                                    goal_dim=4, goals=[0.0] * 4)
+                                    goal_dim=6, goals=[0.0] * 6)
             schedule.header.stamp = time_from_ns(t0)
             col.schedule_pub.publish(schedule)
             objects(0)

@@ -571,11 +571,11 @@ def _publish_episode(pubs, episode: int, states: np.ndarray, actions: np.ndarray
 
     length = len(actions)
     schedule = GoalSchedule(task="baoding", episode_id=episode, episode_length=length,
-                            goal_dim=4, goals=[0.0] * (4 * (length + 1)))
+                            goal_dim=6, goals=[0.0] * (6 * (length + 1)))
     pubs["schedule"].publish(schedule)
     for k in range(length + 1):
         msg = TaskState(task="baoding", episode_id=episode, step=k, state=states[k].tolist(),
-                        goal=[0.0] * 4)
+                        goal=[0.0] * 6)
         msg.header.stamp = time_from_ns(int((base + 0.1 * k) * 1e9))
         pubs["state"].publish(msg)
         if k < length:

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from helpers.models import ensemble, serialized, with_nan_weight
 from helpers.ros import spinning_node, start_process, stop_process
@@ -25,8 +26,7 @@ from mbrl_ros.sim import HAND_JOINT_NAMES, HandSim, build_scene
 from mbrl_ros.srv import GetStatus
 
 pytestmark = pytest.mark.ros
-TASK = BaodingTask(centre=(0.005, 0.0355), x_radius=0.02, y_radius=0.0332,
-                   start_angles=(np.pi, 0.0), drop_height=0.10)  # the task_params defaults
+TASK = BaodingTask()  # the task_params defaults
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                      reliability=ReliabilityPolicy.RELIABLE)
 
@@ -106,7 +106,7 @@ class PlannerClient:
     def state(self, episode: int, step: int, goal=None, stale: bool = False) -> None:
         state = STATES[step % len(STATES)].copy()
         goal = TASK.episode_goals(0, step + 1).numpy()[step] if goal is None else goal
-        state[TASK.goal_slice] = goal
+        TASK.insert_goal_(torch.from_numpy(state), torch.as_tensor(goal, dtype=torch.float64))
         msg = TaskState(task="baoding", episode_id=episode, step=step,
                         state=state.tolist(), goal=[float(g) for g in goal], stale=stale)
         msg.layout = [StateField(name=n, start=s, size=z)

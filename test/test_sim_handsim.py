@@ -143,19 +143,20 @@ def test_joint_limits_clamp_or_reject(hand):
 
 
 def test_goal_moves_targets_and_enters_task_obs(hand, scene):
-    goal = np.array([[0.01, 0.02], [-0.03, 0.04]])
-    hand.set_goal(goal)
+    goal = np.array([[0.01, 0.02, 0.2], [-0.03, 0.04, 0.2]])
+    hand.set_goal(goal, "world")
     obs = hand.step().observation
     task = scene.obs_layout.split(obs.task_obs)
-    np.testing.assert_array_equal(task["target1_xy"], goal[0])
-    np.testing.assert_array_equal(task["target2_xy"], goal[1])
-    np.testing.assert_allclose(obs.target_pos[:, :2], goal)
+    np.testing.assert_array_equal(task["target1_xy"], goal[0, :2])
+    np.testing.assert_array_equal(task["target2_xy"], goal[1, :2])
+    np.testing.assert_allclose(obs.target_pos, goal)
     with pytest.raises(ValueError, match="goal must have shape"):
         hand.set_goal(np.zeros(3))
     with pytest.raises(ValueError, match="non-finite"):
-        hand.set_goal(np.full((2, 2), np.nan))
+        hand.set_goal(np.full((2, 3), np.nan))
     hand.reset()
-    np.testing.assert_allclose(hand.goal, sim.BAODING_TARGET_ELLIPSE.targets_at(0))
+    assert hand.goal_frame == "palm"
+    np.testing.assert_allclose(hand.goal, sim.scene_baoding.PDDM_START_TARGETS_PALM)
 
 
 def test_get_set_state_continues_exactly(hand):
@@ -192,7 +193,7 @@ def test_geometry_export_lists_hand_objects_and_targets(hand):
     assert ball.size == pytest.approx((0.056, 0.056, 0.056))
     np.testing.assert_allclose(ball.pos, hand.data.qpos[24:27])
     target = next(p for p in prims if p.name == "target2")
-    np.testing.assert_allclose(target.pos[:2], hand.goal[1])
+    np.testing.assert_allclose(target.pos, hand.data.mocap_pos[hand.scene.target_mocap_ids[1]])
     palm = next(p for p in prims if p.name == "C_palm0")
     assert palm.shape == "box" and palm.size == pytest.approx((0.064, 0.0222, 0.098))
     # exporting geometry must not perturb the simulation

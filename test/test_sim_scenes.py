@@ -104,7 +104,7 @@ def test_cube_target_orientation_matches_cube_hinges(cube):
     goal = np.array([0.3, -1.2, 1.5])
     d = mujoco.MjData(cube.model)
     d.qpos[27:30] = goal  # OBJRx, OBJRy, OBJRz
-    cube.place_targets(d, goal)
+    cube.place_targets(d, goal, "world")
     mujoco.mj_forward(cube.model, d)
     q_cube, q_target = d.body("cube").xquat, d.body("target").xquat
     assert abs(np.dot(q_cube, q_target)) == pytest.approx(1.0, abs=1e-12)
@@ -139,5 +139,6 @@ def test_layout_split_compose_round_trip(baoding):
 
 def test_describe_is_plain_data(baoding):
     info = baoding.describe()
-    assert info["obs_size"] == 40 and info["goal_shape"] == [2, 2]
+    assert info["obs_size"] == 40 and info["goal_shape"] == [2, 3]
+    assert info["goal_frames"] == ["palm", "world"]
     assert len(info["joint_names"]) == 24 and len(info["ctrl_range"]) == 24

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers.ros import spinning_node, start_process, stop_process
 from helpers.waiting import wait_for
 
@@ -186,13 +187,14 @@ class Stream:
         goals = self.task.episode_goals(0, (schedule_length or T) + 1).numpy()
         self.client.schedules.publish(GoalSchedule(
             task="baoding", episode_id=episode, episode_length=schedule_length,
-            goal_dim=4, goals=goals.ravel().astype(float).tolist()))
+            goal_dim=6, goals=goals.ravel().astype(float).tolist()))
         obs = self.sim.reset(seed=episode)
         stamp0 = 100.0 * episode
         for k in range(last_state + 1):
             goal = goals[min(k, len(goals) - 1)]
             state = obs.task_obs.copy()
-            state[self.task.goal_slice] = goal
+            self.task.insert_goal_(torch.from_numpy(state),
+                                   torch.as_tensor(goal, dtype=torch.float64))
             msg = self.state_msg(episode, k, state, goal, stamp0 + 0.1 * k)
             if hooks and k in hooks:
                 hooks[k](msg)
@@ -353,12 +355,13 @@ def test_store_episode_fills_in_what_the_recorder_missed_and_nothing_twice(train
     before = client.status().num_transitions
     goals = stream.task.episode_goals(0, T + 1).numpy()
     client.schedules.publish(GoalSchedule(task="baoding", episode_id=10, episode_length=T,
-                                          goal_dim=4, goals=goals.ravel().tolist()))
+                                          goal_dim=6, goals=goals.ravel().tolist()))
     obs = stream.sim.reset(seed=10)
     states, actions = [], []
     for k in range(T + 1):
         state = obs.task_obs.copy()
-        state[stream.task.goal_slice] = goals[k]
+        stream.task.insert_goal_(torch.from_numpy(state),
+                                 torch.as_tensor(goals[k], dtype=torch.float64))
         states.append(state)
         if k < T:
             actions.append(stream.rng.uniform(-0.5, 0.5, 24))

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike
 
 from mbrl_ros.core.estimation import (
@@ -241,8 +242,7 @@ class TaskStateAssembler:
             oldest = min(oldest, kf.last_measurement_time)
             if kf.last_measurement_time != float(t):
                 bridged.append(obj.name)
-        if self.task.goal_slice is not None:
-            state[self.task.goal_slice] = g
+        self.task.insert_goal_(torch.from_numpy(state), torch.from_numpy(g))  # writes state
         return AssembledState(state, g, oldest, tuple(bridged))
 
 

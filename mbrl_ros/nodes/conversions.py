@@ -21,13 +21,18 @@ def ns_from_time(stamp: Time) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
-def schedule_goals(msg, task: str, goal_dim: int) -> np.ndarray:
+def schedule_goals(msg, task: str, goal_dim: int, frame: str = "") -> np.ndarray:
     """The goal rows ``[T, goal_dim]`` of a ``GoalSchedule``; ValueError naming the problem.
 
-    ``task`` empty: the schedule's task is not checked.
+    ``task`` empty: the schedule's task is not checked. ``frame``: the frame this node's
+    task gives its goals in; a schedule stamped with another ``header.frame_id`` is refused
+    (an empty one is taken as the task's).
     """
     if task and msg.task and msg.task != task:
         raise ValueError(f"schedule for task '{msg.task}', this is '{task}'")
+    if frame and msg.header.frame_id and msg.header.frame_id != frame:
+        raise ValueError(f"schedule goals in frame '{msg.header.frame_id}', this task gives "
+                         f"them in '{frame}'")
     goals = np.asarray(msg.goals, dtype=np.float64)
     if msg.goal_dim != goal_dim or goals.size == 0 or goals.size % goal_dim:
         raise ValueError(f"goal_dim {msg.goal_dim} with {goals.size} values; the task needs "

@@ -373,7 +373,8 @@ class StateEstimatorNode(Node):
 
     def _on_schedule(self, msg: GoalSchedule) -> None:
         try:
-            goals = conv.schedule_goals(msg, self.task.name, self.task.goal_dim)
+            goals = conv.schedule_goals(msg, self.task.name, self.task.goal_dim,
+                                        self.task.goal_frame)
             clock = EpisodeClock.from_schedule(
                 conv.ns_from_time(msg.header.stamp), self.period_s, msg.episode_id,
                 msg.episode_length, goals, msg.goal_dim)

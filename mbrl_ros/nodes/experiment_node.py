@@ -458,7 +458,7 @@ class ExperimentNode(Node):
                                     episode_length=self.length, goal_dim=self.task.goal_dim,
                                     goals=goals.double().flatten().tolist())
             schedule.header.stamp = res.first_observation_stamp
-            schedule.header.frame_id = "world"
+            schedule.header.frame_id = self.task.goal_frame
             with self._lock:
                 record.t0_ns = conv.ns_from_time(res.first_observation_stamp)
                 record.started = time.monotonic()
@@ -653,7 +653,8 @@ class ExperimentNode(Node):
 
                 out = save_rollout(self.run_dir / "rollout_latest.mp4", self.task.name,
                                    last_mpc[0], last_mpc[1],
-                                   frames=p["render_frames"])
+                                   frames=p["render_frames"],
+                                   goal_frame=self.task.goal_frame)
                 self.get_logger().info(f"rendered the latest MPC episode to {out}")
             except Exception as exc:  # a picture must not stop the run
                 self.get_logger().warning(f"could not render the rollout: {exc}")

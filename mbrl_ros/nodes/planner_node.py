@@ -183,7 +183,8 @@ class MpcPlannerNode(Node):
 
     def _on_schedule(self, msg: GoalSchedule) -> None:
         try:
-            goals = conv.schedule_goals(msg, self.task.name, self.task.goal_dim)
+            goals = conv.schedule_goals(msg, self.task.name, self.task.goal_dim,
+                                        self.task.goal_frame)
         except ValueError as exc:
             self.diagnostics.problem("goal_schedule", f"{exc}; schedule ignored")
             return

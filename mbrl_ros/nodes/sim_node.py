@@ -108,6 +108,7 @@ class ShadowHandSimNode(Node):
         self._lock = threading.RLock()
         self.episode_id = 1
         self._schedule: np.ndarray | None = None
+        self._schedule_frame = ""
         self._clock_ns = 0  # lockstep time: monotonic across episodes, unlike MuJoCo's
         self._last_command_wall = time.monotonic()
         self.steps = self.rejected_commands = self.faults = self.overruns = 0
@@ -164,17 +165,19 @@ class ShadowHandSimNode(Node):
     def _on_schedule(self, msg: GoalSchedule) -> None:
         try:
             goals = conv.schedule_goals(msg, "", int(np.prod(self.sim.scene.goal_shape)))
+            frame = self.sim.scene.check_goal_frame(msg.header.frame_id)
         except ValueError as exc:
             self.diagnostics.problem("goal_schedule", str(exc))
             return
         with self._lock:
-            self._schedule = goals
+            self._schedule, self._schedule_frame = goals, frame
             self._apply_schedule()
 
     def _apply_schedule(self) -> None:
         if self._schedule is not None:
             row = min(self.sim.step_index, len(self._schedule) - 1)
-            self.sim.set_goal(self._schedule[row].reshape(self.sim.scene.goal_shape))
+            self.sim.set_goal(self._schedule[row].reshape(self.sim.scene.goal_shape),
+                              self._schedule_frame)
 
     def _on_reset(self, req: ResetEpisode.Request, res: ResetEpisode.Response):
         try:
@@ -211,7 +214,7 @@ class ShadowHandSimNode(Node):
     def _on_set_goal(self, req: SetGoal.Request, res: SetGoal.Response):
         try:
             with self._lock:
-                self.sim.set_goal(np.asarray(req.goal))
+                self.sim.set_goal(np.asarray(req.goal), req.frame)
                 self._schedule = None
         except ValueError as exc:
             self.diagnostics.problem("goal", str(exc))
@@ -223,6 +226,7 @@ class ShadowHandSimNode(Node):
     def _on_get_goal(self, _req: GetGoal.Request, res: GetGoal.Response):
         with self._lock:
             res.goal = self.sim.goal.ravel().tolist()
+            res.frame = self.sim.goal_frame
             res.step, res.episode_id = self.sim.step_index, self.episode_id
         return res
 

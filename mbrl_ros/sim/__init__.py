@@ -24,22 +24,16 @@ from mbrl_ros.sim.registry import SCENES, build_scene, register_scene
 from mbrl_ros.sim.scene import CameraView, ObjectStates, Scene
 from mbrl_ros.sim.scene_baoding import (
     BAODING_LAYOUT,
-    BAODING_TARGET_ELLIPSE,
-    PDDM_ELLIPSE_IN_WORLD,
     BaodingScene,
-    TargetEllipse,
     build_baoding,
-    palm_ellipse_in_world,
 )
 from mbrl_ros.sim.scene_cube import CUBE_LAYOUT, CubeScene, build_cube, hinge_xyz_to_quat
 from mbrl_ros.sim.simulator import HandSim, SimConfig, SimState
 
 __all__ = [
     "BAODING_LAYOUT",
-    "BAODING_TARGET_ELLIPSE",
     "CUBE_LAYOUT",
     "HAND_JOINT_NAMES",
-    "PDDM_ELLIPSE_IN_WORLD",
     "SCENES",
     "ActionMap",
     "BaodingScene",
@@ -58,13 +52,11 @@ __all__ = [
     "SimConfig",
     "SimState",
     "StepResult",
-    "TargetEllipse",
     "adroit_asset_dir",
     "build_baoding",
     "build_cube",
     "build_scene",
     "hinge_xyz_to_quat",
-    "palm_ellipse_in_world",
     "register_scene",
     "route_mujoco_warnings",
     "scene_primitives",

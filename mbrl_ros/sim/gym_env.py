@@ -166,4 +166,5 @@ class HandEnv(gym.Env):
 
     def _show_goal(self, step: int) -> None:
         """Move the target visuals to the goal of ``step`` (as the simulator node does)."""
-        self.sim.set_goal(self._goals[step].reshape(self.sim.scene.goal_shape))
+        self.sim.set_goal(self._goals[step].reshape(self.sim.scene.goal_shape),
+                          self.task.goal_frame)

@@ -31,8 +31,10 @@ def _object_qpos(scene: Scene, state: np.ndarray) -> np.ndarray:
 
 
 def replay_frames(task: str, states: np.ndarray, goals: np.ndarray | None = None,
-                  every: int = 1, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
-    """Frames of task states ``[T, S]`` (with goals ``[T, G]`` shown as targets)."""
+                  every: int = 1, size: tuple[int, int] = (320, 240),
+                  goal_frame: str = "") -> list[np.ndarray]:
+    """Frames of task states ``[T, S]`` (with goals ``[T, G]`` in ``goal_frame`` shown as
+    targets; empty: the scene's default frame)."""
     states = np.asarray(states, dtype=np.float64)
     scene = build_scene(task)
     if states.ndim != 2 or states.shape[1] != scene.obs_layout.size:
@@ -46,16 +48,17 @@ def replay_frames(task: str, states: np.ndarray, goals: np.ndarray | None = None
             data.qpos[scene.object_qpos_adr] = _object_qpos(scene, states[t])
             if goals is not None:
                 scene.place_targets(data, scene.check_goal(
-                    np.asarray(goals[t], dtype=np.float64).reshape(scene.goal_shape)))
+                    np.asarray(goals[t], dtype=np.float64).reshape(scene.goal_shape)),
+                    scene.check_goal_frame(goal_frame))
             frames.append(renderer.render(data))
     return frames
 
 
 def save_rollout(path: str | Path, task: str, states: np.ndarray,
                  goals: np.ndarray | None = None, frames: int = 10,
-                 size: tuple[int, int] = (320, 240)) -> Path:
+                 size: tuple[int, int] = (320, 240), goal_frame: str = "") -> Path:
     """Render about ``frames`` evenly spaced states to MP4 (or a PNG strip without ffmpeg)."""
     every = max(1, -(-len(states) // frames))
-    images = replay_frames(task, states, goals, every=every, size=size)
+    images = replay_frames(task, states, goals, every=every, size=size, goal_frame=goal_frame)
     return write_video(path, images, fps=max(1.0, 10.0 / every), columns=min(5, len(images)))
 

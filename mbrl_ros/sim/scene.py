@@ -65,6 +65,8 @@ class Scene(abc.ABC):
 
     goal_shape: tuple[int, ...] = ()
     goal_doc: str = ""
+    #: frames a goal may be given in; the first is the default (an empty frame name)
+    goal_frames: tuple[str, ...] = ("world",)
     action_scale: float = 0.9
 
     def __init__(
@@ -105,14 +107,17 @@ class Scene(abc.ABC):
         """The goal in force after a reset until ``set_goal`` is called."""
 
     @abc.abstractmethod
-    def place_targets(self, data: mujoco.MjData, goal: np.ndarray) -> None:
-        """Move the target visuals (mocap bodies) to show ``goal`` (already validated)."""
+    def place_targets(self, data: mujoco.MjData, goal: np.ndarray, frame: str) -> None:
+        """Move the target visuals (mocap bodies) to show ``goal`` given in ``frame`` (both
+        already validated) at the hand pose of ``data.qpos``."""
 
     @abc.abstractmethod
     def task_observation(
-        self, joint_pos: np.ndarray, objects: ObjectStates, goal: np.ndarray
+        self, joint_pos: np.ndarray, objects: ObjectStates, goal: np.ndarray,
+        target_pos: np.ndarray,
     ) -> np.ndarray:
-        """The flat task observation in ``obs_layout`` order."""
+        """The flat task observation in ``obs_layout`` order (``target_pos``: the target
+        mocap bodies' world positions, one row each)."""
 
     # ----- shared behaviour ---------------------------------------------------------------
     def check_goal(self, goal: np.ndarray) -> np.ndarray:
@@ -126,6 +131,15 @@ class Scene(abc.ABC):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"scene {self.name!r} goal has non-finite values: {arr}")
         return arr.reshape(self.goal_shape).copy()
+
+    def check_goal_frame(self, frame: str) -> str:
+        """``frame`` if this scene takes goals in it (empty: the default frame)."""
+        if not frame:
+            return self.goal_frames[0]
+        if frame not in self.goal_frames:
+            raise ValueError(f"scene {self.name!r} takes goals in frames {list(self.goal_frames)}"
+                             f", not {frame!r}")
+        return frame
 
     @property
     def keyframe_qpos(self) -> np.ndarray:
@@ -154,6 +168,7 @@ class Scene(abc.ABC):
             "obs_layout": self.obs_layout.to_dict(),
             "obs_size": self.obs_layout.size,
             "goal_shape": list(self.goal_shape),
+            "goal_frames": list(self.goal_frames),
             "goal": self.goal_doc,
             "keyframe": self.keyframe,
             "action_scale": self.action_scale,

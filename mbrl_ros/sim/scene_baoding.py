@@ -5,14 +5,11 @@ Facts carried over from PDDM (shadowhand_baoding_2.xml, baoding_env.py): balls o
 observation (24 joint angles, ball 1 position and velocity, ball 2 position and velocity,
 target 1 xy, target 2 xy) with the targets in world xy.
 
-Goals: ``set_goal`` takes the two target positions in world xy, shape (2, 2); the core
-library owns the schedule (``BAODING_TARGET_ELLIPSE`` is its reference geometry).
+Goals: ``set_goal`` takes the two target points, shape (2, 3), in the palm frame (PDDM's
+target sites on the palm) or the world frame; the core task owns the schedule.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import mujoco
 import numpy as np
@@ -20,7 +17,7 @@ import numpy as np
 from mbrl_ros.sim.adroit import MUJOCO_DEFAULT_FRICTION, HandPhysics, load_pddm_hand
 from mbrl_ros.sim.layout import ObsLayout
 from mbrl_ros.sim.registry import register_scene
-from mbrl_ros.sim.scene import CameraView, ObjectStates, Scene
+from mbrl_ros.sim.scene import CameraView, ObjectStates, Scene, _body_id
 
 #: PDDM's Baoding keyframe: 24 hand joints, then ball 1 and ball 2 free joints (pos, quat).
 PDDM_BAODING_KEY: np.ndarray = np.array(
@@ -39,100 +36,12 @@ BALL_RGBA = ((1.0, 0.8, 0.31, 1.0), (0.84, 0.59, 0.53, 1.0))
 TARGET_RADIUS = 0.007
 
 
-@dataclass(frozen=True)
-class TargetEllipse:
-    """Two targets moving on one ellipse in world xy, half a turn apart.
-
-    Target i at control step t sits at angle ``start_angles[i] + direction * 2 pi t /
-    period_steps`` on ``centre + (rx cos a, ry sin a)``. ``z_visual`` is only where the
-    target markers are drawn. Angles in radians, lengths in metres.
-    """
-
-    centre_xy: tuple[float, float]
-    radii_xy: tuple[float, float]
-    start_angles: tuple[float, float]
-    period_steps: int = 60
-    direction: int = 1  # +1 counter-clockwise seen from above (PDDM's BAODING_CCW)
-    z_visual: float = 0.20
-
-    def angles_at(self, step: int | np.ndarray) -> np.ndarray:
-        """Target angles, shape (..., 2)."""
-        phase = self.direction * 2.0 * math.pi * np.asarray(step, dtype=np.float64)
-        phase = phase / self.period_steps
-        return phase[..., None] + np.asarray(self.start_angles)
-
-    def targets_at(self, step: int | np.ndarray) -> np.ndarray:
-        """Target xy positions, shape (..., 2 targets, 2 coordinates)."""
-        ang = self.angles_at(step)
-        cx, cy = self.centre_xy
-        rx, ry = self.radii_xy
-        return np.stack([cx + rx * np.cos(ang), cy + ry * np.sin(ang)], axis=-1)
-
-
-#: PDDM's ellipse as written in baoding_env.py: in the palm body's frame, (x, z) =
-#: centre + (0.02 cos a, 0.036 sin a) with centre (0.005, 0.055), the target sites lifted
-#: to palm y = -0.07 (off the palm surface), start angles 3pi/4 (ball 1) and -pi/4 (ball 2).
-PDDM_PALM_ELLIPSE = {
-    "centre_xz": (0.005, 0.055),
-    "radii_xz": (0.02, 0.02 * 1.5 * 1.2),
-    "palm_y": -0.07,
-    "start_angles": (3.0 * math.pi / 4.0, -math.pi / 4.0),
-    "period_steps": 60,
-}
-
-#: PDDM's palm-frame ellipse carried into world xy at the keyframe palm pose of this scene
-#: (``palm_ellipse_in_world`` on the keyframe; the palm's x axis maps to world x and its
-#: finger axis to world y, foreshortened by the 22.8 deg wrist pitch: 0.036 -> 0.0332).
-#: This is where PDDM's reward would put the targets; it lies about 6.8 cm behind (-y)
-#: the spot where the balls come to rest in this model, see ``BAODING_TARGET_ELLIPSE``.
-PDDM_ELLIPSE_IN_WORLD = TargetEllipse(
-    centre_xy=(0.0064, -0.0323),
-    radii_xy=(0.0200, 0.0332),
-    start_angles=(3.0 * math.pi / 4.0, -math.pi / 4.0),
-)
-
-#: The Baoding target ellipse in world xy used by this stack (the core's goal schedule).
-#: Derivation (test/test_sim_baoding_geometry.py re-checks every number):
-#: - radii: PDDM's palm-frame radii projected to world at the keyframe palm pose,
-#:   x 0.02 -> 0.0200, y 0.036 -> 0.0332 (see ``PDDM_ELLIPSE_IN_WORLD``);
-#: - centre: midway between where the two balls come to rest from the keyframe at zero
-#:   action with the default ``SimConfig`` (PDDM's +-3 rad/s command limit): ball 1 at
-#:   (-0.0305, 0.0329), ball 2 at (0.0404, 0.0381), z 0.156, settled after about 2 s
-#:   (after 0.1 s they are at y 0.009 / 0.018, after 0.3 s at y 0.023 / 0.024), giving
-#:   (0.0050, 0.0355). PDDM's projected centre (0.0064, -0.0323) is 6.8 cm short of it: the
-#:   balls roll forward onto the curled fingers in this model;
-#: - start angles: the balls rest side by side along x, so the angles putting each target
-#:   closest to its ball (half a turn apart, as in PDDM) are pi (ball 1, left) and 0
-#:   (ball 2, right); the targets then sit 1.6 cm inside each resting ball (x radius 0.02
-#:   vs. the balls' 0.0355 half-spacing), the closest this ellipse allows. PDDM's 3pi/4
-#:   and -pi/4 would start 3.4 cm off here;
-#: - period 60 steps, counter-clockwise seen from above, as PDDM's schedule.
-BAODING_TARGET_ELLIPSE = TargetEllipse(
-    centre_xy=(0.0050, 0.0355),
-    radii_xy=(0.0200, 0.0332),
-    start_angles=(math.pi, 0.0),
-)
-
-
-def palm_ellipse_in_world(model: mujoco.MjModel, data: mujoco.MjData) -> TargetEllipse:
-    """Project PDDM's palm-frame target ellipse into world xy at the current palm pose.
-
-    Uses ``data.xpos/xmat`` (call ``mj_forward`` first). The palm's axes are nearly aligned
-    with the world's, so the projection is an axis-aligned ellipse to within 0.5 mm.
-    """
-    palm = data.body("palm")
-    rot = palm.xmat.reshape(3, 3)
-    cx, cz = PDDM_PALM_ELLIPSE["centre_xz"]
-    rx, rz = PDDM_PALM_ELLIPSE["radii_xz"]
-    centre = palm.xpos + rot @ np.array([cx, PDDM_PALM_ELLIPSE["palm_y"], cz])
-    u = rot @ np.array([rx, 0.0, 0.0])
-    v = rot @ np.array([0.0, 0.0, rz])
-    return TargetEllipse(
-        centre_xy=(float(centre[0]), float(centre[1])),
-        radii_xy=(float(np.hypot(u[0], u[1])), float(np.hypot(v[0], v[1]))),
-        start_angles=PDDM_PALM_ELLIPSE["start_angles"],
-        period_steps=PDDM_PALM_ELLIPSE["period_steps"],
-    )
+#: PDDM's step-0 Baoding targets in the palm frame (m): on the ellipse centred at palm
+#: (x, z) = (0.005, 0.055) with radii (0.02, 0.036), at palm y = -0.07, angles 3pi/4 and
+#: -pi/4. Shown until a goal arrives; the core task's schedule starts here too (tested).
+PDDM_START_TARGETS_PALM: np.ndarray = np.array(
+    [[0.005 + 0.02 * np.cos(a), -0.07, 0.055 + 0.036 * np.sin(a)]
+     for a in (3.0 * np.pi / 4.0, -np.pi / 4.0)])
 
 
 BAODING_LAYOUT = ObsLayout(
@@ -149,13 +58,20 @@ BAODING_LAYOUT = ObsLayout(
 
 
 class BaodingScene(Scene):
-    """Two balls in the palm; the goal is one world-xy target per ball."""
+    """Two balls in the palm; the goal is one 3-D target point per ball.
 
-    goal_shape = (2, 2)
-    goal_doc = "world xy of target 1 and target 2, metres: [[x1, y1], [x2, y2]]"
+    Goal frames: ``palm`` (PDDM: the points are fixed in the palm body's frame and move with
+    the wrist) or ``world``. The target markers are mocap bodies placed at the points' world
+    positions whenever the simulator reads its sensors; the task observation carries their
+    world xy, as PDDM's observation carried its target sites'.
+    """
+
+    goal_shape = (2, 3)
+    goal_doc = "target 1 and target 2 as 3-D points in the goal frame, metres: [[x, y, z], ...]"
+    goal_frames = ("palm", "world")
     action_scale = 0.9
 
-    def __init__(self, model: mujoco.MjModel, ellipse: TargetEllipse) -> None:
+    def __init__(self, model: mujoco.MjModel) -> None:
         super().__init__(
             "baoding",
             model,
@@ -167,17 +83,23 @@ class BaodingScene(Scene):
             camera=CameraView(lookat=(0.005, -0.01, 0.16), distance=0.32, azimuth=75.0,
                               elevation=-55.0),
         )
-        self.ellipse = ellipse
+        self.palm_body_id = _body_id(model, "palm")
 
     def default_goal(self) -> np.ndarray:
-        return self.ellipse.targets_at(0)
+        return PDDM_START_TARGETS_PALM.copy()
 
-    def place_targets(self, data: mujoco.MjData, goal: np.ndarray) -> None:
+    def place_targets(self, data: mujoco.MjData, goal: np.ndarray, frame: str) -> None:
+        points = goal
+        if frame == "palm":
+            mujoco.mj_kinematics(self.model, data)  # the palm pose of the current qpos
+            rot = data.xmat[self.palm_body_id].reshape(3, 3)
+            points = data.xpos[self.palm_body_id] + goal @ rot.T
         for i, mocap in enumerate(self.target_mocap_ids):
-            data.mocap_pos[mocap] = (goal[i, 0], goal[i, 1], self.ellipse.z_visual)
+            data.mocap_pos[mocap] = points[i]
 
     def task_observation(
-        self, joint_pos: np.ndarray, objects: ObjectStates, goal: np.ndarray
+        self, joint_pos: np.ndarray, objects: ObjectStates, goal: np.ndarray,
+        target_pos: np.ndarray,
     ) -> np.ndarray:
         return np.concatenate(
             [
@@ -186,15 +108,13 @@ class BaodingScene(Scene):
                 objects.linvel[0],
                 objects.pos[1],
                 objects.linvel[1],
-                goal[0],
-                goal[1],
+                target_pos[0, :2],
+                target_pos[1, :2],
             ]
         )
 
 
-def build_baoding(
-    physics: HandPhysics | None = None, ellipse: TargetEllipse = BAODING_TARGET_ELLIPSE
-) -> BaodingScene:
+def build_baoding(physics: HandPhysics | None = None) -> BaodingScene:
     """Compile the Baoding scene (about 0.1 s)."""
     spec = load_pddm_hand(physics)
     key = PDDM_BAODING_KEY
@@ -216,11 +136,8 @@ def build_baoding(
             material=f"mat_{name}",
             rgba=rgba,
         )
-    start_xy = ellipse.targets_at(0)
     for i, name in enumerate(("target1", "target2")):
-        body = spec.worldbody.add_body(
-            name=name, mocap=True, pos=(*start_xy[i], ellipse.z_visual)
-        )
+        body = spec.worldbody.add_body(name=name, mocap=True)
         body.add_geom(
             name=name,
             type=mujoco.mjtGeom.mjGEOM_SPHERE,
@@ -231,10 +148,8 @@ def build_baoding(
         )
     model = spec.compile()
     ctrl = np.clip(key[: model.nu], *model.actuator_ctrlrange.T)
-    mpos = np.array([(*start_xy[i], ellipse.z_visual) for i in range(2)])
-    spec.add_key(name="pddm_init", qpos=key.tolist(), ctrl=ctrl.tolist(),
-                 mpos=mpos.ravel().tolist(), mquat=[1.0, 0, 0, 0] * 2)
-    return BaodingScene(spec.compile(), ellipse)
+    spec.add_key(name="pddm_init", qpos=key.tolist(), ctrl=ctrl.tolist())
+    return BaodingScene(spec.compile())
 
 
 register_scene("baoding", build_baoding)

@@ -95,11 +95,12 @@ class CubeScene(Scene):
     def default_goal(self) -> np.ndarray:
         return np.zeros(3)
 
-    def place_targets(self, data: mujoco.MjData, goal: np.ndarray) -> None:
+    def place_targets(self, data: mujoco.MjData, goal: np.ndarray, frame: str) -> None:
         data.mocap_quat[self.target_mocap_ids[0]] = hinge_xyz_to_quat(goal)
 
     def task_observation(
-        self, joint_pos: np.ndarray, objects: ObjectStates, goal: np.ndarray
+        self, joint_pos: np.ndarray, objects: ObjectStates, goal: np.ndarray,
+        target_pos: np.ndarray,
     ) -> np.ndarray:
         return np.concatenate(
             [joint_pos, objects.qpos[0:3], objects.qpos[3:6], objects.qvel[0:3],

@@ -89,7 +89,8 @@ class Sensors:
         mocap = self.scene.target_mocap_ids
         task_obs = None
         if objects is not None:
-            task_obs = self.scene.task_observation(joint_pos, objects, goal)
+            task_obs = self.scene.task_observation(joint_pos, objects, goal,
+                                                   data.mocap_pos[mocap])
         return Observation(
             step=step,
             time=float(data.time),

@@ -7,7 +7,7 @@ A node translates messages to these calls:
 
     sim = HandSim("baoding", SimConfig(realism=RealismConfig(...)))
     obs = sim.reset(seed=0)                       # -> Observation
-    sim.set_goal(goal_xy)                         # goal service / topic
+    sim.set_goal(goal, frame="palm")              # goal service / topic
     sim.set_joint_targets(q)                      # ~/commands (Float64MultiArray)
     result = sim.step()                           # timer tick or lockstep
     result.observation.joint_pos, ...objects, ...task_obs
@@ -85,6 +85,7 @@ class SimState:
     time: float = 0.0
     step: int = 0
     goal: np.ndarray | None = None
+    goal_frame: str = ""
     command: np.ndarray | None = None
     pending: tuple[np.ndarray, ...] = ()
 
@@ -110,6 +111,7 @@ class HandSim:
         self._pending: deque[np.ndarray] = deque()
         self._step = 0
         self._goal = self.scene.default_goal()
+        self._goal_frame = self.scene.goal_frames[0]
         self._command = self.scene.keyframe_ctrl
         self._faults = 0
         self._seed(self.config.seed)
@@ -188,20 +190,28 @@ class HandSim:
         d.ctrl[:] = self._command
         self._step = 0
         self._goal = self.scene.default_goal()
-        self.scene.place_targets(d, self._goal)
+        self._goal_frame = self.scene.goal_frames[0]
+        self.scene.place_targets(d, self._goal, self._goal_frame)
         mujoco.mj_forward(m, d)
         fault = _nonfinite(d)
         if fault:
             raise ValueError(f"reset state is not usable: {fault}")
         self._guard.arm(d)
         self._sensors.reset(d, self._step)
-        return self._sensors.measure(d, self._step, self._goal)
+        return self._measure()
 
-    def set_goal(self, goal: np.ndarray) -> None:
-        """Set the task goal (scene ``goal_shape``, e.g. (2, 2) target xy for Baoding) and
-        move the target visuals; ValueError on a bad shape or non-finite values."""
+    @property
+    def goal_frame(self) -> str:
+        return self._goal_frame
+
+    def set_goal(self, goal: np.ndarray, frame: str = "") -> None:
+        """Set the task goal (scene ``goal_shape``, e.g. (2, 3) target points for Baoding)
+        in ``frame`` (one of the scene's ``goal_frames``; empty: its default) and move the
+        target visuals; ValueError on a bad shape, non-finite values or an unknown frame."""
+        frame = self.scene.check_goal_frame(frame)
         self._goal = self.scene.check_goal(goal)
-        self.scene.place_targets(self.data, self._goal)
+        self._goal_frame = frame
+        self.scene.place_targets(self.data, self._goal, frame)
 
     def set_joint_targets(self, joint_targets: np.ndarray, *, strict: bool = False) -> np.ndarray:
         """Command joint positions (rad, joint_names order) held from the next step on.
@@ -261,10 +271,16 @@ class HandSim:
             if self.config.reset_on_fault:
                 return StepResult(self.reset(), fault=fault, reset=True)
         self._sensors.record(d, self._step)
-        return StepResult(self._sensors.measure(d, self._step, self._goal), fault=fault)
+        return StepResult(self._measure(), fault=fault)
 
     def observe(self) -> Observation:
         """A fresh reading of the current state (new noise draws, no time advance)."""
+        return self._measure()
+
+    def _measure(self) -> Observation:
+        """Targets moved to the current hand pose (palm-attached goals follow the wrist),
+        then the sensors read."""
+        self.scene.place_targets(self.data, self._goal, self._goal_frame)
         return self._sensors.measure(self.data, self._step, self._goal)
 
     # ----- state, geometry ----------------------------------------------------------------
@@ -274,7 +290,7 @@ class HandSim:
             qpos=d.qpos.copy(), qvel=d.qvel.copy(), ctrl=d.ctrl.copy(),
             qacc_warmstart=d.qacc_warmstart.copy(), mocap_pos=d.mocap_pos.copy(),
             mocap_quat=d.mocap_quat.copy(), time=float(d.time), step=self._step,
-            goal=self._goal.copy(), command=self._command.copy(),
+            goal=self._goal.copy(), goal_frame=self._goal_frame, command=self._command.copy(),
             pending=tuple(p.copy() for p in self._pending),
         )
 
@@ -296,6 +312,7 @@ class HandSim:
         self._step = state.step
         if state.goal is not None:
             self._goal = self.scene.check_goal(state.goal)
+            self._goal_frame = self.scene.check_goal_frame(state.goal_frame)
         if state.command is not None:
             self._check_shape(state.command, m.nu, "command")
             self._command = np.asarray(state.command, dtype=np.float64).copy()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 
 from mbrl_ros.core.state_assembly import KalmanSettings, TaskStateAssembler
 from mbrl_ros.core.tasks import Task
@@ -65,8 +66,7 @@ class TaskStateSource:
                 raise ValueError(f"no tracker reading at step {obs.step}: state_source 'sim' "
                                  "needs one every step (use 'estimator' with tracker dropout)")
             state = np.array(obs.task_obs, dtype=np.float64)
-            if self.task.goal_slice is not None:
-                state[self.task.goal_slice] = goal
+            self.task.insert_goal_(torch.from_numpy(state), torch.from_numpy(goal))
             return state
         if obs.objects is not None:
             t_objects = obs.objects_step * self.control_dt

@@ -1,7 +1,8 @@
 """PDDM's Baoding-balls task: two balls tracking targets that circle an ellipse in the palm.
 
 State (40): 24 joint angles, ball 1 position (3) and velocity (3), ball 2 position (3) and
-velocity (3), target 1 xy (2), target 2 xy (2).
+velocity (3), target 1 xy (2), target 2 xy (2), all in the world frame (targets: world xy of
+the palm-attached target points).
 Reward per step: ``-5 d1 - 5 d2 - 500 [a ball's z < 0.06] - 10 [wrist angle state[1] > 0.15]``
 with ``d_i`` the xy distance of ball i to target i; a drop terminates the episode.
 PDDM's score per step is ``-(d1 + d2)``.
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from mbrl_ros.core.tasks.base import StateLayout, Task, check_last_dim, check_positive
+from mbrl_ros.core.tasks.palm_kinematics import ADROIT_WRIST_CHAIN, WristChain
 
 NUM_JOINTS = 24
 
@@ -90,29 +92,41 @@ def double_by_ball_swap(batch: Batch) -> Batch:
     return concatenate([batch, swap_balls_batch(batch)])
 
 
+TARGET_FRAMES = ("palm", "world")
+
+
 class BaodingTask(Task):
-    """Baoding balls (PDDM). Defaults are PDDM's; geometry is configurable.
+    """Baoding balls (PDDM). Defaults are PDDM's, targets attached to the palm.
 
-    Targets: target i sits at ``centre + R(rotation) (x_radius cos θ_i, y_radius sin θ_i)``
-    with ``θ_i(k) = start_angles[i] + direction 2π k / period`` at step ``k``
-    (``direction`` +1 counter-clockwise, -1 clockwise), expressed in ``frame``.
-    The schedule is the same for every seed.
+    Target ellipse: target i at step ``k`` has angle ``θ_i = start_angles[i] + direction
+    2π k / period`` and sits at ``centre + (radii[0] cos θ_i, radii[1] sin θ_i)`` in the
+    ellipse's plane. ``frame="palm"`` (PDDM): the plane is the palm body's x-z plane at
+    palm y ``plane_offset``; the targets move with the wrist, and their world xy is computed
+    from each state's wrist angles by ``wrist_chain`` (batched forward kinematics).
+    ``frame="world"``: a world-fixed ellipse in the world x-y plane at height
+    ``plane_offset`` (only drawn there; the reward uses xy).
 
-    Success: no drop and the mean over steps of ``(d1 + d2) / 2`` is below
-    ``success_distance`` (default 0.02 m), i.e. each ball stays on average within 2 cm of
-    its moving target. ``tracking_error`` is that mean in metres.
+    Goals: ``goal_dim`` 6, the two targets' 3-D positions in ``frame``
+    ``(x1, y1, z1, x2, y2, z2)``. The state's goal fields ``target1_xy, target2_xy`` hold
+    the targets' world xy (PDDM's observation); :meth:`goal_field_values` computes them from
+    a state's joints and the goal, so the recorded states and goals are enough to recompute
+    them. The schedule is the same for every seed (PDDM).
+
+    Reward: ``-5 d1 - 5 d2 - 500 [a ball's world z < drop_height] - 10 [wrist > 0.15]``
+    with ``d_i`` the world-xy distance of ball i to target i. Success: no drop and the mean
+    over steps of ``(d1 + d2) / 2`` below ``success_distance`` (2 cm).
     """
 
     def __init__(
         self,
+        frame: str = "palm",
         centre: tuple[float, float] = (0.005, 0.055),
-        x_radius: float = 0.02,
-        y_radius: float = 0.036,
+        radii: tuple[float, float] = (0.02, 0.036),
+        plane_offset: float = -0.07,
         period: int = 60,
         direction: int = 1,
         start_angles: tuple[float, float] = (3.0 * math.pi / 4.0, -math.pi / 4.0),
-        rotation: float = 0.0,
-        frame: str = "world",
+        wrist_chain: WristChain = ADROIT_WRIST_CHAIN,
         drop_height: float = 0.06,
         wrist_index: int = 1,
         wrist_limit: float = 0.15,
@@ -122,40 +136,48 @@ class BaodingTask(Task):
         success_distance: float = 0.02,
         episode_length: int = 100,
     ) -> None:
+        if frame not in TARGET_FRAMES:
+            raise ValueError(f"frame must be one of {TARGET_FRAMES}, got {frame!r}")
         super().__init__(
             name="baoding",
             layout=BAODING_LAYOUT,
             action_dim=NUM_JOINTS,
-            goal_dim=4,
+            goal_dim=6,
             episode_length=episode_length,
             goal_fields=("target1_xy", "target2_xy"),
+            goal_field_dim=4,
+            goal_frame=frame,
             termination_reward=-float(drop_penalty),
         )
-        if len(centre) != 2 or len(start_angles) != 2:
-            raise ValueError("centre and start_angles must each have two entries")
-        for name, value in (
-            ("x_radius", x_radius),
-            ("y_radius", y_radius),
-            ("period", period),
-            ("success_distance", success_distance),
-        ):
+        if len(centre) != 2 or len(radii) != 2 or len(start_angles) != 2:
+            raise ValueError("centre, radii and start_angles must each have two entries")
+        for name, value in (("x radius", radii[0]), ("y radius", radii[1]),
+                            ("period", period), ("success_distance", success_distance)):
             check_positive(name, float(value))
+        for name, value in (("centre", centre[0]), ("centre", centre[1]),
+                            ("plane_offset", plane_offset), ("drop_height", drop_height),
+                            ("start_angles", start_angles[0]), ("start_angles", start_angles[1])):
+            if not math.isfinite(float(value)):
+                raise ValueError(f"{name} must be finite, got {value!r}")
         if direction not in (1, -1):
             raise ValueError(f"direction must be 1 (counter-clockwise) or -1, got {direction!r}")
         if not 0 <= wrist_index < NUM_JOINTS:
             raise ValueError(f"wrist_index must index a joint (0..23), got {wrist_index}")
+        if max(wrist_chain.joint_indices) >= NUM_JOINTS:
+            raise ValueError(f"wrist_chain joint_indices {wrist_chain.joint_indices} are not "
+                             f"among the {NUM_JOINTS} joints")
         for name, value in (("drop_penalty", drop_penalty), ("wrist_penalty", wrist_penalty),
                             ("distance_weight", distance_weight)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        self.frame = frame
         self.centre = (float(centre[0]), float(centre[1]))
-        self.x_radius = float(x_radius)
-        self.y_radius = float(y_radius)
+        self.radii = (float(radii[0]), float(radii[1]))
+        self.plane_offset = float(plane_offset)
         self.period = float(period)
         self.direction = int(direction)
         self.start_angles = (float(start_angles[0]), float(start_angles[1]))
-        self.rotation = float(rotation)
-        self.frame = str(frame)
+        self.wrist_chain = wrist_chain
         self.drop_height = float(drop_height)
         self.wrist_index = int(wrist_index)
         self.wrist_limit = float(wrist_limit)
@@ -164,6 +186,7 @@ class BaodingTask(Task):
         self.wrist_penalty = float(wrist_penalty)
         self.success_distance = float(success_distance)
         lay = self.layout
+        self._joints = lay.slice("joints")
         self._ball1_xy = slice(lay.start("ball1_pos"), lay.start("ball1_pos") + 2)
         self._ball2_xy = slice(lay.start("ball2_pos"), lay.start("ball2_pos") + 2)
         self._ball1_z = lay.start("ball1_pos") + 2
@@ -174,25 +197,42 @@ class BaodingTask(Task):
         return swap_balls(states)
 
     def target_positions(self, steps: Tensor) -> Tensor:
-        """Targets ``[..., 4]`` (target 1 xy, target 2 xy) at (possibly fractional) steps."""
+        """Targets ``[..., 6]`` (target 1 xyz, target 2 xyz in ``frame``) at steps."""
         steps = steps.to(torch.float64)
         phase = self.direction * 2.0 * math.pi * steps / self.period
+        offset = torch.full_like(phase, self.plane_offset)
         out = []
-        c, s = math.cos(self.rotation), math.sin(self.rotation)
         for start in self.start_angles:
-            ex = self.x_radius * torch.cos(phase + start)
-            ey = self.y_radius * torch.sin(phase + start)
-            out.append(self.centre[0] + c * ex - s * ey)
-            out.append(self.centre[1] + s * ex + c * ey)
+            a = self.centre[0] + self.radii[0] * torch.cos(phase + start)
+            b = self.centre[1] + self.radii[1] * torch.sin(phase + start)
+            # palm: the ellipse is in the palm's x-z plane; world: in the x-y plane
+            out.extend((a, offset, b) if self.frame == "palm" else (a, b, offset))
         return torch.stack(out, dim=-1).to(torch.float32)
 
     def episode_goals(self, seed: int, length: int | None = None) -> Tensor:
         length = self._episode_length_arg(length)
         return self.target_positions(torch.arange(length))
 
+    def target_world_xy(self, states: Tensor, goals: Tensor) -> Tensor:
+        """World xy of both targets ``[..., 2, 2]`` for ``states [..., S]``, ``goals [..., 6]``.
+
+        Palm frame: the goal points carried into the world by each state's wrist angles.
+        """
+        points = goals.reshape(*goals.shape[:-1], 2, 3)
+        if self.frame == "world":
+            return points[..., :2].to(states.dtype)
+        world = self.wrist_chain.palm_points_to_world(states[..., self._joints], points)
+        return world[..., :2]
+
+    def goal_field_values(self, states: Tensor, goals: Tensor) -> Tensor:
+        """``(target1_xy, target2_xy)`` in world xy ``[..., 4]``."""
+        xy = self.target_world_xy(states, goals)
+        return xy.reshape(*xy.shape[:-2], 4)
+
     def _distances(self, states: Tensor, goals: Tensor) -> tuple[Tensor, Tensor]:
-        d1 = torch.linalg.vector_norm(states[..., self._ball1_xy] - goals[..., 0:2], dim=-1)
-        d2 = torch.linalg.vector_norm(states[..., self._ball2_xy] - goals[..., 2:4], dim=-1)
+        targets = self.target_world_xy(states, goals)
+        d1 = torch.linalg.vector_norm(states[..., self._ball1_xy] - targets[..., 0, :], dim=-1)
+        d2 = torch.linalg.vector_norm(states[..., self._ball2_xy] - targets[..., 1, :], dim=-1)
         return d1, d2
 
     def reward(self, states: Tensor, actions: Tensor, goals: Tensor) -> tuple[Tensor, Tensor]:
@@ -230,12 +270,11 @@ class BaodingTask(Task):
             "name": self.name,
             "frame": self.frame,
             "centre": list(self.centre),
-            "x_radius": self.x_radius,
-            "y_radius": self.y_radius,
+            "radii": list(self.radii),
+            "plane_offset": self.plane_offset,
             "period": self.period,
             "direction": self.direction,
             "start_angles": list(self.start_angles),
-            "rotation": self.rotation,
             "drop_height": self.drop_height,
             "success_distance": self.success_distance,
         }

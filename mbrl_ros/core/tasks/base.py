@@ -129,6 +129,8 @@ class Task(ABC):
         episode_length: int,
         goal_fields: Sequence[str] = (),
         termination_reward: float = 0.0,
+        goal_field_dim: int | None = None,
+        goal_frame: str = "world",
     ) -> None:
         if action_dim < 1 or goal_dim < 1 or episode_length < 1:
             raise ValueError(
@@ -144,13 +146,15 @@ class Task(ABC):
         self.episode_length = int(episode_length)
         self.termination_reward = float(termination_reward)
         self.goal_fields = tuple(goal_fields)
+        self.goal_frame = str(goal_frame)
         self.goal_slice: slice | None = None
         if self.goal_fields:
             span = layout.span(self.goal_fields)
-            if span.stop - span.start != goal_dim:
+            expected = goal_dim if goal_field_dim is None else int(goal_field_dim)
+            if span.stop - span.start != expected:
                 raise ValueError(
                     f"goal fields {list(self.goal_fields)} hold {span.stop - span.start} "
-                    f"values but goal_dim is {goal_dim}"
+                    f"values but {expected} are written into them"
                 )
             self.goal_slice = span
 
@@ -182,20 +186,32 @@ class Task(ABC):
         idx = torch.arange(step, step + horizon, device=goals.device).clamp_(max=goals.shape[0] - 1)
         return goals.index_select(0, idx)
 
+    def goal_field_values(self, states: Tensor, goals: Tensor) -> Tensor:
+        """What the state's goal fields hold for ``goals`` at ``states`` (``[..., F]``).
+
+        The goal itself by default; a task whose goal fields depend on the state (Baoding's
+        palm-attached targets, seen in world xy) computes them from ``states``.
+        """
+        del states
+        return goals
+
     def insert_goal_(self, states: Tensor, goals: Tensor) -> Tensor:
-        """Write ``goals`` (broadcast over leading dims) into the goal fields of ``states``.
+        """Write the goal fields of ``states`` for ``goals`` (broadcast over leading dims).
 
         In place; returns ``states``. A no-op for tasks whose state holds no goal.
         """
         if self.goal_slice is not None:
-            states[..., self.goal_slice] = goals
+            states[..., self.goal_slice] = self.goal_field_values(states, goals)
         return states
 
     def insert_goal(self, states: Tensor, goals: Tensor) -> Tensor:
         """Out-of-place (autograd-safe) version of :meth:`insert_goal_`."""
         if self.goal_slice is None:
             return states
-        return self.insert_goal_(states.clone(), goals)
+        values = self.goal_field_values(states, goals).to(states.dtype)
+        values = values.expand(*states.shape[:-1], values.shape[-1])
+        before, after = states[..., : self.goal_slice.start], states[..., self.goal_slice.stop:]
+        return torch.cat([before, values, after], dim=-1)
 
     # ------------------------------------------------------------------ reward
     @abstractmethod

@@ -2,11 +2,13 @@
 
 Every node declares these values as ROS parameters (``mbrl_ros.nodes.task_params``) and
 ROS-free tools (the gymnasium env, benchmarks) use the same defaults and the same builder,
-so all of them agree on one task. Defaults are PDDM's task definitions placed in this
-stack's simulated scene: PDDM's target ellipse (radii, period, direction) centred where the
-balls rest in our palm, and drop heights measured in our world frame (balls rest at
-z = 0.156 m in the palm and lie at 0.028 m on the floor; PDDM's 0.06 m was in its own frame;
-the cube's position is its offset from the start pose, as in PDDM, so PDDM's -0.1 m holds).
+so all of them agree on one task. Defaults are PDDM's task definitions: Baoding targets on
+PDDM's ellipse in the palm frame (they move with the wrist), a ball dropped below world
+z 0.06 m (our scene's world is PDDM's: the hand is mounted where PDDM mounts it); the cube's
+position is its offset from the start pose, as in PDDM, so PDDM's -0.1 m holds.
+``config/baoding_world_targets.yaml`` is the world-fixed alternative.
+The cube holds one of PDDM's four goals for a whole episode; ``cube.goal: seeded`` picks
+it from the episode seed (``CubeTask.goal_name``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mbrl_ros.core.tasks import Task, make_task
+from mbrl_ros.core.tasks.cube import SEEDED_GOAL
 
 TASK_NAMES = ("baoding", "cube")
 
@@ -23,13 +26,15 @@ TASK_NAMES = ("baoding", "cube")
 TASK_DEFAULTS: dict[str, Any] = {
     "task": "baoding",
     "episode_length": 0,
-    "baoding.target_centre": [0.005, 0.0355],
-    "baoding.target_radii": [0.02, 0.0332],
-    "baoding.start_angles": [math.pi, 0.0],
+    "baoding.target_frame": "palm",
+    "baoding.target_centre": [0.005, 0.055],
+    "baoding.target_radii": [0.02, 0.036],
+    "baoding.plane_offset": -0.07,
+    "baoding.start_angles": [3.0 * math.pi / 4.0, -math.pi / 4.0],
     "baoding.period": 60,
     "baoding.direction": 1,
-    "baoding.drop_height": 0.10,
-    "cube.hold_steps": 35,
+    "baoding.drop_height": 0.06,
+    "cube.goal": SEEDED_GOAL,
     "cube.drop_height": -0.1,
 }
 
@@ -50,14 +55,16 @@ def task_from_values(values: Mapping[str, Any]) -> Task:
     if name == "baoding":
         if int(values["baoding.direction"]) not in (-1, 1):
             raise ValueError("baoding.direction must be +1 or -1")
-        rx, ry = _pair(values, "baoding.target_radii")
         overrides.update(
-            centre=_pair(values, "baoding.target_centre"), x_radius=rx, y_radius=ry,
+            frame=str(values["baoding.target_frame"]),
+            centre=_pair(values, "baoding.target_centre"),
+            radii=_pair(values, "baoding.target_radii"),
+            plane_offset=float(values["baoding.plane_offset"]),
             start_angles=_pair(values, "baoding.start_angles"),
             period=int(values["baoding.period"]), direction=int(values["baoding.direction"]),
             drop_height=float(values["baoding.drop_height"]))
     elif name == "cube":
-        overrides.update(hold_steps=int(values["cube.hold_steps"]),
+        overrides.update(goal=str(values["cube.goal"]),
                          drop_height=float(values["cube.drop_height"]))
     return make_task(name, **overrides)
 
