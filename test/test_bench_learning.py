@@ -40,6 +40,16 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
     assert baoding["data_efficiency"]["return"]["metric"] == "return"
     assert baoding["data_efficiency"]["score"]["metric"] == "score"
     assert "gap_closed" in baoding["learned_vs_true"]["mppi"]
+    summary = result["summary"]  # the names issue 13 fixes for machine readers
+    perfect = summary["baoding"]["perfect_model"]
+    assert perfect["seeds"] == 1 and perfect["episodes"] == 1
+    assert {"drop_rate", "success_rate", "tracking_error"} <= set(perfect)
+    learned_mppi = summary["baoding"]["learned_mppi"]
+    assert {"seeds", "transitions", "drop_rate", "success_rate", "score",
+            "score_ratio_to_perfect", "transitions_to_criterion"} <= set(learned_mppi)
+    assert learned_mppi["transitions"] == learned["transitions"][-1]
+    assert summary["throughput"]["transitions_per_hour"] > 0
+    assert summary["throughput"]["machine"]
     assert result["runs_completed"] == result["runs_planned"] == 4
     assert Path(result["pictures"][0]).stat().st_size > 10_000
     rows = (tmp_path / "runs" / "baoding_mppi_learned_seed0" / "metrics.csv").read_text()

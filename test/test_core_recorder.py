@@ -207,17 +207,36 @@ def test_task_reward_and_dataset_append(tmp_path):
     assert dataset.episode_meta(0)["policy"] == "exploration"
 
 
+def test_an_episode_ended_early_by_a_drop_is_stored_when_its_length_arrives():
+    """The experiment manager shortens the schedule at a drop (state 4 of 10): the
+    recorder, which already has states 0..4 and actions 0..3, stores them at once."""
+    rec = make()
+    rec.set_episode_length(3, 10)
+    assert feed(rec, 3, range(4)) == []
+    assert rec.add_state(3, 4, state(3, 4), 0.4, goal=[10.0]) == []
+    (ep,) = rec.set_episode_length(3, 4)
+    assert len(ep) == 4 and ep.meta["last_step"] == 4 and ep.meta["end"] == "complete"
+    # what the planner sent for the dropped state is not a transition
+    assert rec.add_action(3, 4, action(3, 4), "mppi", 3) == [] and rec.open_episode is None
+
+
 def test_a_length_learnt_after_the_last_state_still_ends_the_episode():
     # A recorder that starts mid-episode may get the last states before the (latched)
     # schedule: the episode looks open-ended until the length arrives, then it ends.
     clock = FakeClock()
     rec = make(length=100, clock=clock, action_grace_s=0.5)
     assert feed(rec, 6, range(15, 19)) == []
-    rec.set_episode_length(6, 18)
-    assert rec.open_episode == (6, 15, 4)
+    (ep,) = rec.set_episode_length(6, 18)  # every action is in: stored at once
+    assert len(ep) == 3 and ep.meta["last_step"] == 18 and not ep.meta["cut_short"]
+    assert rec.open_episode is None
+    # A missing action: complete, but stored only after the action's grace period.
+    feed(rec, 8, range(0, 3))
+    rec.add_state(8, 3, state(8, 3), 0.3, goal=[10.0])
+    rec.add_state(8, 4, state(8, 4), 0.4, goal=[10.0])  # no action for step 3
+    assert rec.set_episode_length(8, 4) == [] and rec.open_episode == (8, 0, 5)
     clock.now = 1.0
     (ep,) = rec.poll()
-    assert len(ep) == 3 and ep.meta["last_step"] == 18 and not ep.meta["cut_short"]
+    assert len(ep) == 3 and ep.meta["last_step"] == 3
     # Only the very last state: nothing to store, and nothing left open.
     assert rec.add_state(7, 20, state(7, 20), 9.0, goal=[10.0]) == []
     rec.set_episode_length(7, 20)

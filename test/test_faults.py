@@ -84,6 +84,7 @@ OVERRIDES = f"""
     random_rollouts: 3
     iterations: 1
     rollouts_per_iteration: 100000  # MPC episodes until the test stops the stack
+    end_at_drop: false              # episodes of T steps: faults, not drops, are under test
     random_rollouts_per_iteration: 0
     render_rollouts: false
     stall_timeout_s: 2.0

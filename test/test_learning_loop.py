@@ -86,8 +86,12 @@ def test_every_executed_step_is_one_stored_transition(run):
     _, run_dir = run
     rows = read_metrics(run_dir / "metrics.csv")
     assert len(rows) == RANDOM + ITERATIONS * (MPC_PER_ITERATION + RANDOM_PER_ITERATION)
+    # a drop ends an episode at that state (PDDM): it stores the transitions up to it
+    assert all(r["steps"] < EPISODE_LENGTH if r["drop"] else r["steps"] == EPISODE_LENGTH
+               for r in rows)
+    assert any(r["drop"] for r in rows)
     assert [r["transitions"] for r in rows] == [
-        EPISODE_LENGTH * (i + 1) for i in range(len(rows))]
+        sum(r["steps"] for r in rows[: i + 1]) for i in range(len(rows))]
     assert {r["policy"] for r in rows} == {"random", "mpc"}
     mpc = [r for r in rows if r["policy"] == "mpc"]
     assert [r["model_version"] for r in mpc] == [1] * 3 + [2] * 3

@@ -22,6 +22,7 @@ CURVE_METRICS = {
     "score": ("PDDM score (mean per step until a drop)", True),
     "tracking_error": ("tracking error (m or rad)", False),
     "drop": ("drop rate", False),
+    "success": ("success rate (no drop, small tracking error)", True),
     "steps": ("steps kept", True),
 }
 
@@ -46,7 +47,7 @@ def run_points(rows: Rows) -> list[dict[str, float]]:
 def sac_points(rows: Rows) -> list[dict[str, float]]:
     """SAC's evaluation rows (``sac_eval.csv``) under the curve metrics' names."""
     names = {"return": "return", "score": "score", "tracking_error": "tracking_error",
-             "drop": "drop_rate", "steps": "steps_kept"}
+             "drop": "drop_rate", "success": "success_rate", "steps": "steps_kept"}
     return [{"transitions": float(r["transitions"]),
              **{key: float(r[column]) for key, column in names.items()}} for r in rows]
 
@@ -129,8 +130,9 @@ def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    keys = ("score", "tracking_error", "drop", "return")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 4.2))
+    keys = ("score", "success", "drop", "tracking_error", "steps", "return")
+    fig, axes = plt.subplots(2, len(keys) // 2, figsize=(4.6 * len(keys) // 2, 8.0))
+    axes = axes.ravel()
     colors = {"mppi": "C0", "cem": "C1", "random": "C2", "gradient": "C4"}
     for ax, key in zip(axes, keys, strict=True):
         for name, curve in learned.items():
@@ -143,7 +145,7 @@ def plot_task(task: str, learned: Mapping[str, Mapping[str, list[float]]],
         for name, lvl in true_levels.items():
             if np.isfinite(lvl.get(key, np.nan)):
                 ax.axhline(lvl[key], color=colors.get(name, "C5"), ls="--", lw=1,
-                           label=f"{name}, true model ({int(lvl['episodes'])} ep.)")
+                           label=f"{name}, perfect model ({int(lvl['episodes'])} ep.)")
         if hold and np.isfinite(hold.get(key, np.nan)):
             ax.axhline(hold[key], color="0.3", ls=":", lw=1.2, label="hold still (zero action)")
         if sac and sac.get(key):

@@ -125,6 +125,22 @@ class PDDMRun:
         self.model: DynamicsModel | None = None
         self.true_model = (SimulatorModel(self.env.sim, spec.true_model_threads)
                            if spec.model == "true" else None)
+        self.timing_path = self.out / "timing.json"
+        self._active_before = (json.loads(self.timing_path.read_text())["active_s"]
+                               if self.timing_path.exists() else 0.0)
+        self._session_start = time.monotonic()
+
+    def active_seconds(self) -> float:
+        """Wall time this run has spent working, over all the sessions that resumed it."""
+        return self._active_before + time.monotonic() - self._session_start
+
+    def _write_timing(self) -> None:
+        """Throughput facts beside ``metrics.csv`` (active time survives a resume)."""
+        text = json.dumps({"active_s": self.active_seconds(),
+                           "transitions": self.dataset.num_transitions}) + "\n"
+        tmp = self.timing_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.timing_path)
 
     def _check_spec_file(self) -> None:
         path = self.out / "spec.json"
@@ -266,6 +282,7 @@ class PDDMRun:
             "misses": 0, "model_version": iteration, "wall_s": wall,
         }
         self.metrics.append(row)
+        self._write_timing()
         self.log(f"{self.spec.name}: episode {episode + 1}/{total} (iteration {iteration}, "
                  f"{policy}) steps {steps}, score {row['score']:.4f}, "
                  f"{'drop' if row['drop'] else 'kept'}, {wall:.1f} s")

@@ -157,8 +157,13 @@ class TransitionRecorder:
         self.counts: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ inputs
-    def set_episode_length(self, episode_id: int, length: int) -> None:
-        """Episode ``episode_id`` has states ``0..length`` (0: open-ended)."""
+    def set_episode_length(self, episode_id: int, length: int) -> list[RecordedEpisode]:
+        """Episode ``episode_id`` has states ``0..length`` (0: open-ended).
+
+        Returns the episode when this completes it (its states up to ``length`` and their
+        actions are all in: a recorder that joined late, or an episode ended early by a
+        drop); otherwise it completes with a later input or :meth:`poll`.
+        """
         if int(length) < 0:
             raise ValueError(f"episode length must be >= 0, got {length}")
         self._lengths.pop(int(episode_id), None)
@@ -169,9 +174,12 @@ class TransitionRecorder:
         if (current is not None and current.episode_id == int(episode_id) and int(length) > 0
                 and current.complete_since is None
                 and max(current.states, default=-1) >= self._end(current)):
-            # Its last state came before its length (a recorder that joined late): complete
-            # now, stored by poll() or the next action.
+            # Its last state came before its length (a recorder that joined late, or the
+            # episode ended early): complete now; stored at once when no action is missing,
+            # else by the missing action or poll().
             current.complete_since = self._clock()
+            return self._finish_if_ready(current)
+        return []
 
     def add_state(
         self,

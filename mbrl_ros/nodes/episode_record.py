@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mbrl_ros.core.recorder import StreamAction, StreamState
-from mbrl_ros.msg import PlannedAction
+from mbrl_ros.msg import GoalSchedule, PlannedAction
 from mbrl_ros.srv import StoreEpisode
 
 # Episodes kept for a trainer that stays away (about 30 KB each): the oldest go first.
@@ -55,6 +55,7 @@ class EpisodeRecord:
     last_action: float = 0.0  # when the newest command came
     object_step: int = -1  # the simulator's newest step count in this episode
     problem: str = ""  # set by a callback: the simulator restarted
+    schedule: GoalSchedule | None = None  # as published (shortened again at a drop)
 
     def add_state(self, step: int, seen: SeenState, now: float) -> None:
         """State ``step``; a re-publish (same stamp) keeps the flags it came with first."""

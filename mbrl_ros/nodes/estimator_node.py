@@ -384,7 +384,11 @@ class StateEstimatorNode(Node):
         old = self.episode
         if (self.scheduled and old is not None and old.episode_id == clock.episode_id
                 and old.t0_ns == clock.t0_ns):
-            return  # the same schedule again
+            if clock.episode_length != old.episode_length:  # ended early (a drop)
+                self.episode = clock
+                self.get_logger().info(f"episode {clock.episode_id} now ends at step "
+                                       f"{clock.episode_length or 'open-ended'}")
+            return  # otherwise the same schedule again
         self.episode, self.scheduled = clock, True
         self._start_episode()
         self.get_logger().info(

@@ -64,6 +64,8 @@ PARAMS = [
           0, 1000000, read_only=True),
     Param("train_epochs", 0, "epochs per training (0 = the trainer's setting)", 0, 100000,
           read_only=True),
+    Param("end_at_drop", True, "a dropped object ends the episode at that state (PDDM); the "
+          "shortened schedule tells every node", read_only=True),
     Param("render_rollouts", True, "render the latest MPC episode each iteration",
           read_only=True),
     Param("render_frames", 10, "frames in the rendered rollout", 1, 200, read_only=True),
@@ -105,6 +107,10 @@ class ExperimentError(RuntimeError):
     """The loop cannot go on (a node is missing or did not answer)."""
 
 
+class TooLittleData(ExperimentError):
+    """The trainer has too little data for a model yet: the loop keeps collecting."""
+
+
 class EpisodeInterrupted(RuntimeError):
     """A node of the loop stopped during the episode: it is run again."""
 
@@ -118,6 +124,7 @@ class ExperimentNode(Node):
         p = self.params.snapshot()
         self.task = task_from_params(p)
         self.length = self.task.episode_length
+        self._end_at_drop = bool(p["end_at_drop"])
         self.run_dir = Path(p["runs_dir"]) / p["run_name"]
         self.budget = Budget(p["random_rollouts"], p["iterations"], p["rollouts_per_iteration"],
                              p["random_rollouts_per_iteration"])
@@ -187,8 +194,32 @@ class ExperimentNode(Node):
                 self.get_logger().warning(f"ignoring a malformed task state (step {msg.step})")
                 return
             stamp = conv.ns_from_time(msg.header.stamp) / conv.NS_PER_S
-            ep.add_state(msg.step, SeenState(state, np.asarray(msg.goal, dtype=np.float64),
-                                             stamp, bool(msg.stale)), time.monotonic())
+            goal = np.asarray(msg.goal, dtype=np.float64)
+            ep.add_state(msg.step, SeenState(state, goal, stamp, bool(msg.stale)),
+                         time.monotonic())
+            if (self._end_at_drop and not msg.stale and msg.step < ep.length
+                    and goal.shape == (self.task.goal_dim,) and self._dropped(state, goal)):
+                self._end_episode_at(ep, msg.step)
+
+    def _dropped(self, state: np.ndarray, goal: np.ndarray) -> bool:
+        """Whether the task ends at ``state`` (PDDM: a ball or the cube fell)."""
+        with torch.no_grad():
+            _, terminated = self.task.reward(torch.from_numpy(state),
+                                             torch.zeros(self.task.action_dim, dtype=torch.float64),
+                                             torch.from_numpy(goal))
+        return bool(terminated)
+
+    def _end_episode_at(self, ep: EpisodeRecord, step: int) -> None:
+        """The episode ends at state ``step`` (lock held): every node gets the schedule
+        again with that length (no command at or after it, the recorder completes it)."""
+        ep.length = step
+        ep.done.set()
+        if ep.schedule is not None:
+            short = ep.schedule
+            short.episode_length = step
+            short.goals = short.goals[: (step + 1) * self.task.goal_dim]
+            self.pub_schedule.publish(short)
+        self.get_logger().info(f"episode {ep.episode_id}: dropped at step {step}, ended there")
 
     def _on_action(self, msg: PlannedAction) -> None:
         with self._lock:
@@ -314,7 +345,8 @@ class ExperimentNode(Node):
             from_scratch=True, epochs=p["train_epochs"]), p["startup_timeout_s"],
             "start training")
         if not res.accepted and res.job_id == 0:
-            raise ExperimentError(f"the trainer refused to train: {res.message}")
+            error = TooLittleData if "too little data" in res.message else ExperimentError
+            raise error(f"the trainer refused to train: {res.message}")
         return int(res.job_id), res.message
 
     def _set_policy(self, policy: str) -> None:
@@ -454,15 +486,15 @@ class ExperimentNode(Node):
             if not res.success:
                 raise ExperimentError(f"the simulator refused the reset: {res.message}")
             goals = self.task.episode_goals(seed, self.length + 1)
-            schedule = GoalSchedule(task=self.task.name, episode_id=episode_id,
+            record.schedule = GoalSchedule(task=self.task.name, episode_id=episode_id,
                                     episode_length=self.length, goal_dim=self.task.goal_dim,
                                     goals=goals.double().flatten().tolist())
-            schedule.header.stamp = res.first_observation_stamp
-            schedule.header.frame_id = self.task.goal_frame
+            record.schedule.header.stamp = res.first_observation_stamp
+            record.schedule.header.frame_id = self.task.goal_frame
             with self._lock:
                 record.t0_ns = conv.ns_from_time(res.first_observation_stamp)
                 record.started = time.monotonic()
-            self.pub_schedule.publish(schedule)
+            self.pub_schedule.publish(record.schedule)
             self._watch_episode(record, step, p)
             # The last action can trail the last state; a lost sample is resent within 3 s.
             # One publisher's samples arrive in order, so a gap before the newest action is
@@ -487,6 +519,7 @@ class ExperimentNode(Node):
             self.get_logger().warning(f"episode {episode_id}: no state for steps "
                                       f"{missing[:10]}, no action for {missing_actions[:10]}")
         states, actions = record.arrays(self.task.state_dim, self.task.action_dim)
+        goals = goals[: record.length + 1]  # a drop ended it early
         metrics = self.task.episode_metrics(torch.as_tensor(states), torch.as_tensor(actions),
                                             goals.double())
         before, trainer = self._trainer_total, self._stored_status(episode_id)
@@ -600,7 +633,12 @@ class ExperimentNode(Node):
         with self._lock:
             seen = len(self._metrics)
         start = time.monotonic()
-        job, message = self._request_training(p)
+        try:
+            job, message = self._request_training(p)
+        except TooLittleData as exc:  # drops end episodes early: keep collecting
+            plan = f"planning on model v{model_version}" if model_version else "exploring"
+            self.get_logger().warning(f"iteration {step.iteration}: {exc}; {plan}")
+            return model_version
         self.get_logger().info(f"iteration {step.iteration}/{self.budget.iterations}: "
                                f"training ({message})")
         while (metrics := self._next_metrics(seen, 1.0)) is None:

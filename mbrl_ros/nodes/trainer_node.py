@@ -263,7 +263,8 @@ class DynamicsTrainerNode(Node):
                                      f"records '{self.task.name}'; episode length ignored")
             return
         with self._rec_lock:
-            self.recorder.set_episode_length(msg.episode_id, msg.episode_length)
+            finished = self.recorder.set_episode_length(msg.episode_id, msg.episode_length)
+        self._store(finished)
 
     def _on_store_episode(self, req: StoreEpisode.Request, res: StoreEpisode.Response):
         """Store the transitions of an episode's stream (sent by the experiment manager)
