@@ -74,14 +74,16 @@ CEM_ITERATIONS = 5  # PDDM-style CEM (our CEMConfig default)
 DEFAULT_OUT = benchlib.RESULTS / "planner.json"
 log = benchlib.Logger("bench_planner")
 
-OURS = ("ours_mppi", "ours_mppi_with_prediction", "ours_random", "ours_cem_1", "ours_cem_5",
-        "ours_gradient")
+OURS = ("ours_mppi", "ours_mppi_with_prediction", "ours_mppi_bf16", "ours_random", "ours_cem_1",
+        "ours_cem_5", "ours_gradient")
 PEERS = ("pytorch_mppi", "torchrl_mppi")
 TRIO = ("ours_mppi", *PEERS)
 DESCRIPTIONS = {
     "ours_mppi": "our PDDM MPPI (filtered noise, one update), time to the plan",
     "ours_mppi_with_prediction": "ours_mppi plus the chosen plan's predicted trajectory "
                                  "(one more rollout, for markers and disagreement)",
+    "ours_mppi_bf16": "ours_mppi with the model's forward in bfloat16 (inference_dtype; "
+                      "normalization, reward and the update stay fp32)",
     "ours_random": "our random shooting, N uniform sequences",
     "ours_cem_1": "our CEM, 1 iteration of N samples, 50 elites",
     "ours_cem_5": "our CEM, 5 iterations of N samples, 50 elites (5x the passes)",
@@ -220,6 +222,14 @@ class Bench:
             self.models[device] = copy.deepcopy(self.models["cpu"]).to(device)
         return self.models[device]
 
+    def bf16_model(self, device: str) -> EnsembleDynamics:
+        """A copy of the weights that plans with a bfloat16 forward pass."""
+        key = f"{device}_bf16"
+        if key not in self.models:
+            self.models[key] = copy.deepcopy(self.model(device))
+            self.models[key].set_inference_dtype(torch.bfloat16)
+        return self.models[key]
+
     def calls(self, point: Point) -> dict[str, Callable[[], object]]:
         """The point's planners as zero-argument calls (peers that fail are left out)."""
         model, task = self.model(point.device), self.task
@@ -231,6 +241,9 @@ class Bench:
                 model, task, MPPIConfig(horizon=h, num_samples=n, seed=0), device=dev),
             "ours_mppi_with_prediction": lambda: MPPIPlanner(
                 model, task, MPPIConfig(horizon=h, num_samples=n, seed=1), device=dev),
+            "ours_mppi_bf16": lambda: MPPIPlanner(
+                self.bf16_model(dev), task, MPPIConfig(horizon=h, num_samples=n, seed=0),
+                device=dev),
             "ours_random": lambda: RandomShootingPlanner(
                 model, task, RandomShootingConfig(horizon=h, num_samples=n, seed=0), device=dev),
             "ours_cem_1": lambda: CEMPlanner(
@@ -378,10 +391,13 @@ def headline(points: list[dict[str, Any]], peak: float) -> dict[str, Any]:
         if prefix:
             for name in TRIO:
                 out[f"{prefix}{name}_p50_ms"] = get(planners, name, "p50_ms")
+        bf16 = get(planners, "ours_mppi_bf16", "p50_ms")
         for peer in PEERS:
             theirs = get(planners, peer, "p50_ms")
             out[f"{prefix}speedup_vs_{peer}"] = (theirs / ours if theirs is not None and ours
                                                  else None)
+            out[f"{prefix}bf16_speedup_vs_{peer}"] = (theirs / bf16 if theirs is not None
+                                                      and bf16 else None)
     return out
 
 

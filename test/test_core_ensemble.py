@@ -205,3 +205,30 @@ def test_no_grad_fast_path_matches_the_autograd_path(activation):
     with torch.no_grad():
         fast = model.predict(state, action)
     torch.testing.assert_close(fast, with_grad.detach(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("probabilistic", [False, True])
+def test_bfloat16_planning_forward_is_close_and_leaves_training_in_fp32(probabilistic):
+    model = make_model(probabilistic=probabilistic)
+    state, action = torch.randn(40, S), torch.randn(40, A)
+    with torch.no_grad():
+        exact = model.predict(state, action)
+        model.set_inference_dtype(torch.bfloat16)
+        assert model.inference_dtype == torch.bfloat16 and model.dtype == torch.float32
+        low = model.predict(state, action)
+    assert low.dtype == torch.float32
+    # bfloat16 keeps 8 bits of mantissa: the delta (not the state) carries its error
+    delta_error = (low - exact).abs().max() / (exact - state).abs().max()
+    assert 0 < float(delta_error) < 0.05
+    # gradient passes stay in the model's dtype, exact
+    torch.testing.assert_close(model.predict(state, action).detach(), exact)
+    # new weights (training in place) are cast again
+    with torch.no_grad():
+        model.layers[0].weight.mul_(2.0)
+        changed = model.predict(state, action)
+        model.set_inference_dtype(None)
+        reference = model.predict(state, action)
+    assert float((changed - reference).abs().max()) < 0.05 * float(
+        (reference - state).abs().max())
+    with pytest.raises(ValueError):
+        model.set_inference_dtype(torch.int32)

@@ -218,6 +218,10 @@ def test_an_episode_ended_early_by_a_drop_is_stored_when_its_length_arrives():
     assert len(ep) == 4 and ep.meta["last_step"] == 4 and ep.meta["end"] == "complete"
     # what the planner sent for the dropped state is not a transition
     assert rec.add_action(3, 4, action(3, 4), "mppi", 3) == [] and rec.open_episode is None
+    # nor is the state it led to (sent before the shorter schedule reached the estimator)
+    assert rec.add_state(3, 5, state(3, 5), 0.5, goal=[10.0]) == []
+    assert rec.add_state(3, 6, state(3, 6), 0.6, goal=[10.0]) == []
+    assert rec.open_episode is None and rec.counts["states_after_end"] == 2
 
 
 def test_a_length_learnt_after_the_last_state_still_ends_the_episode():

@@ -73,6 +73,8 @@ def run(tmp_path_factory):
 def test_the_loop_finishes_and_writes_its_results(run):
     result, run_dir = run
     assert result.returncode == 0, result.stdout[-3000:]
+    assert "died" not in result.stdout and "Traceback" not in result.stdout, (
+        "a node crashed (and was respawned) during the run")
     for name in ("metrics.csv", "learning_curve.png", "config.yaml"):
         assert (run_dir / name).is_file(), name
     assert list(run_dir.glob("rollout_latest.*"))

@@ -39,8 +39,8 @@ from mbrl_ros.core.mpc import ModelPredictiveController
 from mbrl_ros.core.planners import DynamicsModel
 from mbrl_ros.core.retraining import retrain
 from mbrl_ros.core.serialization import load_model, save_model
+from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, exploration_config, planner_settings
 from mbrl_ros.nodes.planner_params import PARAMS as PLANNER_PARAMS
-from mbrl_ros.nodes.planner_params import exploration_config, planner_settings
 from mbrl_ros.nodes.trainer_node import PARAMS as TRAINER_PARAMS
 from mbrl_ros.nodes.trainer_node import retrain_settings
 from mbrl_ros.results.learning_curve import plot_learning_curve
@@ -111,6 +111,7 @@ class PDDMRun:
         self.log = log
         self._check_spec_file()
         p = planner_values(spec)
+        self.planner_values = p
         self.env = HandEnv(spec.task, episode_length=spec.episode_length)
         self.task = self.env.task
         self.planner_settings = planner_settings(p)
@@ -209,6 +210,7 @@ class PDDMRun:
                      f"({outcome.message}); {keep}")
 
     def _use(self, model: EnsembleDynamics) -> None:
+        model.set_inference_dtype(INFERENCE_DTYPES[self.planner_values["inference_dtype"]])
         self.model = model
         self._controller(model)
 

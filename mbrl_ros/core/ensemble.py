@@ -194,6 +194,36 @@ class EnsembleDynamics(nn.Module):
         else:
             self.register_buffer("max_logvar", None)
             self.register_buffer("min_logvar", None)
+        self._inference_dtype: torch.dtype | None = None
+        self._inference_weights: tuple[tuple[int, ...], list[tuple[Tensor, Tensor]]] | None = None
+
+    # ----------------------------------------------------------------- planning precision
+    def set_inference_dtype(self, dtype: torch.dtype | None) -> None:
+        """Run the network in ``dtype`` (e.g. ``torch.bfloat16``) when no gradient is taken.
+
+        Planning only: the inputs are normalized and the outputs denormalized in the model's
+        own dtype, and training and every gradient pass keep it too. ``None`` (or the
+        model's dtype) turns it off. A bfloat16 forward is about twice as fast on CPUs with
+        AVX512-BF16/AMX and on GPUs.
+        """
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"inference dtype must be floating point, got {dtype}")
+        self._inference_dtype = None if dtype == self.dtype else dtype
+        self._inference_weights = None
+
+    @property
+    def inference_dtype(self) -> torch.dtype:
+        return self._inference_dtype or self.dtype
+
+    def _low_precision_layers(self) -> list[tuple[Tensor, Tensor]]:
+        """The layers' weights and biases in the inference dtype, cast again after training."""
+        assert self._inference_dtype is not None
+        versions = tuple(t._version for layer in self.layers for t in (layer.weight, layer.bias))
+        if self._inference_weights is None or self._inference_weights[0] != versions:
+            cast = [(layer.weight.detach().to(self._inference_dtype),
+                     layer.bias.detach().to(self._inference_dtype)) for layer in self.layers]
+            self._inference_weights = (versions, cast)
+        return self._inference_weights[1]
 
     @property
     def device(self) -> torch.device:
@@ -271,9 +301,19 @@ class EnsembleDynamics(nn.Module):
                 h = self._activation(layer(h))
         else:  # planning: bmm + in-place bias and activation (baddbmm copies the bias)
             act_ = ACTIVATIONS_INPLACE[self.config.activation]
-            for layer in self.layers[:-1]:
-                h = act_(torch.bmm(h, layer.weight).add_(layer.bias))
-        out = self.layers[-1](h)
+            if self._inference_dtype is not None:
+                weights = self._low_precision_layers()
+                h = h.to(self._inference_dtype)
+            else:
+                weights = [(layer.weight, layer.bias) for layer in self.layers]
+            for weight, bias in weights[:-1]:
+                h = act_(torch.bmm(h, weight).add_(bias))
+            weight, bias = weights[-1]
+            out = torch.baddbmm(bias, h, weight).to(self.dtype)
+            return self._split_output(out)
+        return self._split_output(self.layers[-1](h))
+
+    def _split_output(self, out: Tensor) -> tuple[Tensor, Tensor | None]:
         if not self.probabilistic:
             return out, None
         assert self.max_logvar is not None and self.min_logvar is not None

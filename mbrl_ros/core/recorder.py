@@ -221,6 +221,10 @@ class TransitionRecorder:
                 self.counts["late_states"] += 1
                 return finished
         if current is None:
+            length = self._lengths.get(episode_id, 0)
+            if length > 0 and step > length:  # e.g. one more state after a drop ended it
+                self.counts["states_after_end"] += 1
+                return finished
             current = self._open = _Open(episode_id, step)
             self._claim_early_actions(current)
         end = self._end(current)

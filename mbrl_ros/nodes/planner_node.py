@@ -41,7 +41,13 @@ from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, PlannerStats,
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
 from mbrl_ros.nodes.parameters import ParameterSet
-from mbrl_ros.nodes.planner_params import PARAM_CHECKS, PARAMS, exploration_config, planner_settings
+from mbrl_ros.nodes.planner_params import (
+    INFERENCE_DTYPES,
+    PARAM_CHECKS,
+    PARAMS,
+    exploration_config,
+    planner_settings,
+)
 from mbrl_ros.nodes.runtime import cap_torch_threads, run_node
 from mbrl_ros.nodes.task_params import task_from_params
 from mbrl_ros.sim import HAND_JOINT_NAMES, ActionMap, build_scene
@@ -255,6 +261,7 @@ class MpcPlannerNode(Node):
         if msg.version <= current:
             self.get_logger().warning(f"model version {msg.version} is not newer than "
                                       f"{current}; using it anyway (a restarted trainer?)")
+        model.set_inference_dtype(INFERENCE_DTYPES[self.params["inference_dtype"]])
         self.loop.set_model(model, int(msg.version))
         self.get_logger().info(f"model version {msg.version} accepted ({model.num_members} "
                                f"members, checksum {msg.checksum[:12]}); used from the next "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from rcl_interfaces.msg import ParameterDescriptor
 
 from mbrl_ros.core.control_types import POLICIES, PlannerSettings
@@ -15,6 +16,9 @@ from mbrl_ros.core.planners import PLANNERS
 from mbrl_ros.nodes.parameters import Param
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params
 from mbrl_ros.sim import HAND_JOINT_NAMES
+
+#: ``inference_dtype`` values -> torch dtypes (EnsembleDynamics.set_inference_dtype).
+INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class _ListParam(Param):
@@ -80,6 +84,9 @@ PARAMS = [
           1, 256, read_only=True),
     Param("device", "cpu", "torch device of the model and the planner",
           choices=("cpu", "cuda"), read_only=True),
+    Param("inference_dtype", "float32", "precision of the model's forward pass while planning "
+          "(bfloat16: about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs)",
+          choices=tuple(INFERENCE_DTYPES), read_only=True),
     Param("seed", 0, "seed of the planner's sampling and of the exploration (per episode: "
           "with the episode id)", 0, 2**31 - 1, read_only=True),
     Param("frame_id", "world", "frame of planned_action and plan markers", read_only=True),

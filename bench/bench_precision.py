@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""bfloat16 planning, closed loop: is it faster, and does the hand do as well?
+
+What: PDDM's MPPI (the stack's Baoding settings: N 700, H 7) plans on one learned ensemble
+with the model's forward pass in float32 and in bfloat16 (``inference_dtype``), on the same
+episodes (same seeds: same start, goals and planner noise stream), interleaved episode by
+episode so load drifts hit both alike. Reported per precision: the plan time (p50/p99 ms,
+one thread) and what the hand did (PDDM's score, steps kept, drops, tracking error).
+
+The model is a checkpoint of a learned run (default: the newest model of the learning
+benchmark's Baoding MPPI run, ``runs/bench_learning/pddm``); it needs one to exist.
+
+Run: ``.venv/bin/python bench/bench_precision.py [--model PATH] [--episodes 6]``
+(writes ``bench/results/precision.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mbrl_ros.core.mpc import ModelPredictiveController
+from mbrl_ros.core.serialization import load_model
+from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, planner_settings
+from mbrl_ros.sim.gym_env import HandEnv
+
+import benchlib
+from learning.pddm_run import RunSpec, planner_values
+
+DEFAULT_RUN = Path("runs/bench_learning/pddm/baoding_mppi_learned_seed0/models")
+log = benchlib.Logger("bench_precision")
+
+
+def newest_model(folder: Path) -> Path | None:
+    models = sorted(folder.glob("iteration_*.model"))
+    return models[-1] if models else None
+
+
+def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: int
+            ) -> dict[str, Any]:
+    """One MPC episode (ends at a drop); its metrics and plan times."""
+    task = env.task
+    obs, info = env.reset(seed=seed)
+    goals = torch.as_tensor(info["goals"], dtype=torch.float32)
+    mpc.reset()
+    states, actions, plan_ms = [obs], [], []
+    for t in range(goals.shape[0] - 1):
+        window = task.goal_window(goals, t + 1, horizon)
+        tic = time.perf_counter()
+        action = mpc.step(torch.as_tensor(obs, dtype=torch.float32), window).numpy()
+        plan_ms.append(1e3 * (time.perf_counter() - tic))
+        obs, _, terminated, truncated, _ = env.step(action)
+        states.append(obs)
+        actions.append(np.asarray(action, dtype=np.float64))
+        if terminated or truncated:
+            break
+    m = task.episode_metrics(torch.as_tensor(np.asarray(states)), torch.as_tensor(
+        np.asarray(actions)), goals[: len(states)].double())
+    return {**m, "plan_ms": plan_ms}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--episodes", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "precision.json")
+    args = parser.parse_args(argv)
+    path = args.model or newest_model(DEFAULT_RUN)
+    if path is None or not path.exists():
+        log("no model: run `make bench-learning BUDGET=pddm` first or pass --model")
+        return 2
+    torch.set_num_threads(1)
+    values = planner_values(RunSpec(task="baoding"))
+    settings = planner_settings(values)
+    env = HandEnv("baoding")
+    controllers = {}
+    for name, dtype in INFERENCE_DTYPES.items():
+        model, _ = load_model(path)
+        model.set_inference_dtype(dtype)
+        controllers[name] = ModelPredictiveController(settings.build(model, env.task), env.task)
+    log(f"model {path}; {args.episodes} episodes per precision, interleaved; "
+        f"cpu {benchlib.cpu_model()}")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in controllers}
+    for k in range(args.episodes):
+        order = list(controllers) if k % 2 == 0 else list(reversed(controllers))
+        for name in order:
+            result = episode(env, controllers[name], seed=1000 + k, horizon=settings.horizon)
+            runs[name].append(result)
+            log(f"episode {k + 1}/{args.episodes} {name}: steps {result['steps']}, score "
+                f"{result['score']:.4f}, plan p50 {np.percentile(result['plan_ms'], 50):.1f} ms")
+    summary: dict[str, Any] = {}
+    for name, eps in runs.items():
+        times = [t for e in eps for t in e["plan_ms"]]
+        summary[name] = {
+            "episodes": len(eps), "plan_p50_ms": float(np.percentile(times, 50)),
+            "plan_p99_ms": float(np.percentile(times, 99)),
+            "score": float(np.mean([e["score"] for e in eps])),
+            "steps": float(np.mean([e["steps"] for e in eps])),
+            "drop_rate": float(np.mean([e["drop"] for e in eps])),
+            "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
+        }
+    speedup = summary["float32"]["plan_p50_ms"] / summary["bfloat16"]["plan_p50_ms"]
+    result = {"benchmark": "precision", "model": str(path), "machine": benchlib.machine_info(),
+              "planner": {k: values[k] for k in ("planner", "num_samples", "horizon", "gamma")},
+              "by_precision": summary, "bf16_speedup_p50": speedup}
+    benchlib.write_result(args.out, result)
+    log(f"bfloat16 plans {speedup:.2f}x faster (p50); score fp32 "
+        f"{summary['float32']['score']:.4f} vs bf16 {summary['bfloat16']['score']:.4f}; "
+        f"{args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
