@@ -10,7 +10,7 @@ one thread) and what the hand did (PDDM's score, steps kept, drops, tracking err
 The model is a checkpoint of a learned run (default: the newest model of the learning
 benchmark's Baoding MPPI run, ``runs/bench_learning/pddm``); it needs one to exist.
 
-Run: ``.venv/bin/python bench/bench_precision.py [--model PATH] [--episodes 6]``
+Run: ``.venv/bin/python bench/bench_precision.py [--model PATH] [--episodes 12]``
 (writes ``bench/results/precision.json``).
 """
 
@@ -68,7 +68,7 @@ def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--episodes", type=int, default=6)
+    parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "precision.json")
     args = parser.parse_args(argv)
     path = args.model or newest_model(DEFAULT_RUN)
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "plan_p99_ms": float(np.percentile(times, 99)),
             "score": float(np.mean([e["score"] for e in eps])),
             "steps": float(np.mean([e["steps"] for e in eps])),
+            "steps_each": [int(e["steps"]) for e in eps],
             "drop_rate": float(np.mean([e["drop"] for e in eps])),
             "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
         }
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
               "by_precision": summary, "bf16_speedup_p50": speedup}
     benchlib.write_result(args.out, result)
     log(f"bfloat16 plans {speedup:.2f}x faster (p50); score fp32 "
-        f"{summary['float32']['score']:.4f} vs bf16 {summary['bfloat16']['score']:.4f}; "
+        f"{summary['float32']['score']:.4f} vs bf16 {summary['bfloat16']['score']:.4f}, steps "
+        f"kept {summary['float32']['steps']:.1f} vs {summary['bfloat16']['steps']:.1f}; "
         f"{args.out}")
     return 0
 
