@@ -16,14 +16,16 @@ PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
-        bench-learning bench-soak clean distclean
+        bench-learning bench-precision bench-warm-start bench-soak clean distclean
 
 help:
 	@echo "make demo   run the main job on the simulated hand (sets everything up first)"
 	@echo "make test   lint + the whole test suite (sets everything up first)"
 	@echo "make bench  the quick benchmark suite (bench/results/*.json, about 15 min)"
 	@echo "make bench-learning  learning curves vs planners, a perfect model and SAC (hours;"
-	@echo "            resumable; BUDGET=short|standard)"
+	@echo "            resumable; BUDGET=pddm (default: the 100k-transition bar)|standard|short)"
+	@echo "make bench-precision / bench-warm-start  bfloat16 planning closed loop / warm-started"
+	@echo "            training, on the models and data of bench-learning BUDGET=pddm"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
 	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
 	@echo "            soak_realtime.json)"
@@ -79,9 +81,16 @@ bench-model: $(STAMPS)/install
 	$(VPY) bench/bench_model.py --out bench/results/model.json
 
 # Long and resumable: rerunning continues where it stopped (runs/bench_learning/$(BUDGET)).
-BUDGET ?= standard
+BUDGET ?= pddm
 bench-learning: $(STAMPS)/install
 	$(VPY) bench/bench_learning.py --budget $(BUDGET)
+
+# On the learned run of `make bench-learning BUDGET=pddm` (its models and dataset).
+bench-precision: $(STAMPS)/install
+	$(VPY) bench/bench_precision.py --out bench/results/precision.json
+
+bench-warm-start: $(STAMPS)/install
+	$(VPY) bench/bench_warm_start.py --out bench/results/warm_start.json
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800
