@@ -16,7 +16,7 @@ PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
-        bench-learning bench-precision bench-warm-start bench-soak clean distclean
+        bench-learning bench-closed-loop bench-warm-start bench-soak clean distclean
 
 help:
 	@echo "make demo   run the main job on the simulated hand (sets everything up first)"
@@ -24,8 +24,8 @@ help:
 	@echo "make bench  the quick benchmark suite (bench/results/*.json, about 15 min)"
 	@echo "make bench-learning  learning curves vs planners, a perfect model and SAC (hours;"
 	@echo "            resumable; BUDGET=pddm (default: the 100k-transition bar)|standard|short)"
-	@echo "make bench-precision / bench-warm-start  bfloat16 planning closed loop / warm-started"
-	@echo "            training, on the models and data of bench-learning BUDGET=pddm"
+	@echo "make bench-closed-loop / bench-warm-start  planner variants (PDDM, bfloat16, gentle)"
+	@echo "            closed loop / warm-started training, on bench-learning BUDGET=pddm's run"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
 	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
 	@echo "            soak_realtime.json)"
@@ -86,8 +86,8 @@ bench-learning: $(STAMPS)/install
 	$(VPY) bench/bench_learning.py --budget $(BUDGET)
 
 # On the learned run of `make bench-learning BUDGET=pddm` (its models and dataset).
-bench-precision: $(STAMPS)/install
-	$(VPY) bench/bench_precision.py --out bench/results/precision.json
+bench-closed-loop: $(STAMPS)/install
+	$(VPY) bench/bench_closed_loop.py --out bench/results/closed_loop.json
 
 bench-warm-start: $(STAMPS)/install
 	$(VPY) bench/bench_warm_start.py --out bench/results/warm_start.json

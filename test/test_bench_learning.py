@@ -59,10 +59,10 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
     assert (tmp_path / "runs" / "baoding_mppi_learned_seed0" / "metrics.csv").read_text() == rows
     assert again["tasks"]["baoding"]["learned"] == baoding["learned"]
 
-    # the learned run's checkpoints and data feed the precision and warm-start benches
+    # the learned run's checkpoints and data feed the closed-loop and warm-start benches
     run = tmp_path / "runs" / "baoding_mppi_learned_seed0"
     models = sorted((run / "models").glob("iteration_*.model"))
-    for script, args in (("bench_precision.py", ["--model", str(models[-1]), "--episodes", "1"]),
+    for script, args in (("bench_closed_loop.py", ["--model", str(models[-1]), "--episodes", "1"]),
                          ("bench_warm_start.py", ["--run", str(run), "--back", "0",
                                                   "--warm-epochs", "1"])):
         out = tmp_path / "results" / script.replace(".py", ".json")
@@ -70,8 +70,8 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
                               capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         result = json.loads(out.read_text())
-        if script == "bench_precision.py":
-            assert set(result["by_precision"]) == {"float32", "bfloat16"}
+        if script == "bench_closed_loop.py":
+            assert set(result["by_variant"]) == {"pddm", "pddm_bf16", "gentle"}
             assert result["bf16_speedup_p50"] > 0
         else:
             scratch, warm = result["runs"]  # (a tiny smoke dataset: accepted or not)

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""bfloat16 planning, closed loop: is it faster, and does the hand do as well?
+"""Planner variants closed loop on one learned model: does the hand keep the balls?
 
-What: PDDM's MPPI (the stack's Baoding settings: N 700, H 7) plans on one learned ensemble
-with the model's forward pass in float32 and in bfloat16 (``inference_dtype``), on the same
-episodes (same seeds: same start, goals and planner noise stream), interleaved episode by
-episode so load drifts hit both alike. Reported per precision: the plan time (p50/p99 ms,
-one thread) and what the hand did (PDDM's score, steps kept, drops, tracking error).
+What: MPPI plans on one learned Baoding ensemble in several variants, on the same episodes
+(same seeds: same start, goals and planner noise stream), interleaved episode by episode so
+load drifts hit all alike:
+- ``pddm``: the stack's Baoding settings, PDDM's (N 700, H 7, gamma 20, beta 0.6, sigma 0.9);
+- ``pddm_bf16``: the same with the model's forward pass in bfloat16 (``inference_dtype``);
+- ``gentle``: gamma 5 and sigma 0.5 (a softer weighting and narrower sampling), the demo's.
+Reported per variant: the plan time (p50/p99 ms, one thread) and what the hand did (PDDM's
+score, steps kept, drops, tracking error).
 
 The model is a checkpoint of a learned run (default: the newest model of the learning
 benchmark's Baoding MPPI run, ``runs/bench_learning/pddm``); it needs one to exist.
 
-Run: ``.venv/bin/python bench/bench_precision.py [--model PATH] [--episodes 12]``
-(writes ``bench/results/precision.json``).
+Run: ``.venv/bin/python bench/bench_closed_loop.py [--model PATH] [--episodes 12]``
+(writes ``bench/results/closed_loop.json``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ import benchlib
 from learning.pddm_run import RunSpec, planner_values
 
 DEFAULT_RUN = Path("runs/bench_learning/pddm/baoding_mppi_learned_seed0/models")
-log = benchlib.Logger("bench_precision")
+log = benchlib.Logger("bench_closed_loop")
+
+#: variant -> (planner parameter overrides, inference dtype)
+VARIANTS = {
+    "pddm": ({}, "float32"),
+    "pddm_bf16": ({}, "bfloat16"),
+    "gentle": ({"gamma": 5.0, "sigma": 0.5}, "float32"),
+}
 
 
 def newest_model(folder: Path) -> Path | None:
@@ -69,28 +79,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--episodes", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "precision.json")
+    parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "closed_loop.json")
     args = parser.parse_args(argv)
     path = args.model or newest_model(DEFAULT_RUN)
     if path is None or not path.exists():
         log("no model: run `make bench-learning BUDGET=pddm` first or pass --model")
         return 2
     torch.set_num_threads(1)
-    values = planner_values(RunSpec(task="baoding"))
-    settings = planner_settings(values)
     env = HandEnv("baoding")
-    controllers = {}
-    for name, dtype in INFERENCE_DTYPES.items():
+    controllers, horizons, settings_of = {}, {}, {}
+    for name, (overrides, dtype) in VARIANTS.items():
+        values = planner_values(RunSpec(task="baoding", planner_overrides=overrides))
+        settings = planner_settings(values)
         model, _ = load_model(path)
-        model.set_inference_dtype(dtype)
+        model.set_inference_dtype(INFERENCE_DTYPES[dtype])
         controllers[name] = ModelPredictiveController(settings.build(model, env.task), env.task)
-    log(f"model {path}; {args.episodes} episodes per precision, interleaved; "
+        horizons[name] = settings.horizon
+        settings_of[name] = {**{k: values[k] for k in ("num_samples", "horizon", "gamma",
+                                                         "beta", "sigma")},
+                             "inference_dtype": dtype}
+    log(f"model {path}; {args.episodes} episodes per variant, interleaved; "
         f"cpu {benchlib.cpu_model()}")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in controllers}
     for k in range(args.episodes):
         order = list(controllers) if k % 2 == 0 else list(reversed(controllers))
         for name in order:
-            result = episode(env, controllers[name], seed=1000 + k, horizon=settings.horizon)
+            result = episode(env, controllers[name], seed=1000 + k, horizon=horizons[name])
             runs[name].append(result)
             log(f"episode {k + 1}/{args.episodes} {name}: steps {result['steps']}, score "
                 f"{result['score']:.4f}, plan p50 {np.percentile(result['plan_ms'], 50):.1f} ms")
@@ -106,15 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             "drop_rate": float(np.mean([e["drop"] for e in eps])),
             "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
         }
-    speedup = summary["float32"]["plan_p50_ms"] / summary["bfloat16"]["plan_p50_ms"]
-    result = {"benchmark": "precision", "model": str(path), "machine": benchlib.machine_info(),
-              "planner": {k: values[k] for k in ("planner", "num_samples", "horizon", "gamma")},
-              "by_precision": summary, "bf16_speedup_p50": speedup}
+    speedup = summary["pddm"]["plan_p50_ms"] / summary["pddm_bf16"]["plan_p50_ms"]
+    result = {"benchmark": "closed_loop", "model": str(path), "machine": benchlib.machine_info(),
+              "variants": settings_of, "by_variant": summary, "bf16_speedup_p50": speedup}
     benchlib.write_result(args.out, result)
-    log(f"bfloat16 plans {speedup:.2f}x faster (p50); score fp32 "
-        f"{summary['float32']['score']:.4f} vs bf16 {summary['bfloat16']['score']:.4f}, steps "
-        f"kept {summary['float32']['steps']:.1f} vs {summary['bfloat16']['steps']:.1f}; "
-        f"{args.out}")
+    for name, row in summary.items():
+        log(f"{name}: steps kept {row['steps']:.1f}, drops {row['drop_rate']:.0%}, tracking "
+            f"error {row['tracking_error'] * 100:.2f} cm, score {row['score']:.4f}, plan p50 "
+            f"{row['plan_p50_ms']:.1f} ms")
+    log(f"bfloat16 plans {speedup:.2f}x faster (p50); {args.out}")
     return 0
 
 
