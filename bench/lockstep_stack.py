@@ -65,6 +65,7 @@ def node_processes(log_dir: Path) -> Iterator[list[subprocess.Popen]]:
             cmd = [str(executable("mbrl_ros", name)), "--ros-args", "-r", f"__ns:={NS}"]
             for params in (own, "baoding.yaml", "mode_lockstep.yaml"):
                 cmd += ["--params-file", str(config / params)]
+            cmd += ["-p", "end_at_drop:=false"]  # full episodes: speed is measured, not drops
             log = (log_dir / f"{name}.log").open("w")
             logs.append(log)
             procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,

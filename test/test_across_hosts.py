@@ -48,6 +48,7 @@ OVERRIDES = f"""
 /**:
   ros__parameters:
     episode_length: {EPISODE_LENGTH}
+    end_at_drop: false                  # full episodes: the transport is under test
 /**/dynamics_trainer:
   ros__parameters:
     ensemble:
@@ -67,7 +68,6 @@ OVERRIDES = f"""
     iterations: 1
     rollouts_per_iteration: {MPC}
     random_rollouts_per_iteration: 0
-    end_at_drop: false                  # full episodes: the transport is under test
     render_rollouts: false
     startup_timeout_s: 90.0
     episode_timeout_s: 60.0

@@ -339,3 +339,16 @@ def test_double_by_ball_swap_on_the_dataset_transition_batch():
     assert isinstance(doubled, TransitionBatch) and len(doubled) == 6
     torch.testing.assert_close(doubled.next_state[3:], swap_balls(batch.next_state))
     torch.testing.assert_close(doubled.action[3:], batch.action)
+
+
+def test_terminates_is_the_rewards_drop_flag_for_one_state():
+    task = BaodingTask()
+    goal = task.episode_goals(0, 1)[0].double()
+    held = baoding_state((0.0, 0.0, 0.15), (0.03, 0.0, 0.15)).double()
+    fallen = baoding_state((0.0, 0.0, 0.15), (0.03, 0.0, 0.05)).double()  # below 0.06
+    assert not task.terminates(held, goal) and task.terminates(fallen, goal)
+    cube = CubeTask()
+    state = torch.zeros(cube.state_dim, dtype=torch.float64)
+    assert not cube.terminates(state, cube.episode_goals(0, 1)[0])
+    state[cube.layout.start("cube_pos") + 2] = -0.2
+    assert cube.terminates(state, cube.episode_goals(0, 1)[0])

@@ -62,6 +62,7 @@ OVERRIDES = f"""
 /**:
   ros__parameters:
     episode_length: {T}
+    end_at_drop: false              # episodes of T steps: faults, not drops, are under test
     baoding:
       period: 100000                # targets that (almost) stand still: an easy task
 /**/dynamics_trainer:
@@ -84,7 +85,6 @@ OVERRIDES = f"""
     random_rollouts: 3
     iterations: 1
     rollouts_per_iteration: 100000  # MPC episodes until the test stops the stack
-    end_at_drop: false              # episodes of T steps: faults, not drops, are under test
     random_rollouts_per_iteration: 0
     render_rollouts: false
     stall_timeout_s: 2.0

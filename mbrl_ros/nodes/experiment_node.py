@@ -64,8 +64,6 @@ PARAMS = [
           0, 1000000, read_only=True),
     Param("train_epochs", 0, "epochs per training (0 = the trainer's setting)", 0, 100000,
           read_only=True),
-    Param("end_at_drop", True, "a dropped object ends the episode at that state (PDDM); the "
-          "shortened schedule tells every node", read_only=True),
     Param("render_rollouts", True, "render the latest MPC episode each iteration",
           read_only=True),
     Param("render_frames", 10, "frames in the rendered rollout", 1, 200, read_only=True),
@@ -198,16 +196,9 @@ class ExperimentNode(Node):
             ep.add_state(msg.step, SeenState(state, goal, stamp, bool(msg.stale)),
                          time.monotonic())
             if (self._end_at_drop and not msg.stale and msg.step < ep.length
-                    and goal.shape == (self.task.goal_dim,) and self._dropped(state, goal)):
+                    and goal.shape == (self.task.goal_dim,)
+                    and self.task.terminates(torch.from_numpy(state), torch.from_numpy(goal))):
                 self._end_episode_at(ep, msg.step)
-
-    def _dropped(self, state: np.ndarray, goal: np.ndarray) -> bool:
-        """Whether the task ends at ``state`` (PDDM: a ball or the cube fell)."""
-        with torch.no_grad():
-            _, terminated = self.task.reward(torch.from_numpy(state),
-                                             torch.zeros(self.task.action_dim, dtype=torch.float64),
-                                             torch.from_numpy(goal))
-        return bool(terminated)
 
     def _end_episode_at(self, ep: EpisodeRecord, step: int) -> None:
         """The episode ends at state ``step`` (lock held): every node gets the schedule

@@ -72,6 +72,7 @@ class MpcPlannerNode(Node):
         p = self.params.snapshot()
         cap_torch_threads(p["torch_threads"])
         self.task = task_from_params(p)
+        self._end_at_drop = bool(p["end_at_drop"])
         self.lockstep = p["mode"] == "lockstep"
         self.frame = p["frame_id"]
         self.joints = list(p["joints"])
@@ -221,6 +222,10 @@ class MpcPlannerNode(Node):
         else:
             goals = conv.finite_vector(msg.goal, self.task.goal_dim, "TaskState.goal")[None]
             length, start = 0, 0
+        goal = torch.as_tensor(goals[min(int(msg.step), len(goals) - 1)])
+        if self._end_at_drop and msg.step > 0 and self.task.terminates(
+                torch.from_numpy(state), goal):
+            length = int(msg.step)  # the episode ended at this state: no command for it
         return StateInput(episode_id=int(msg.episode_id), step=int(msg.step), state=state,
                           goals=goals, goal_start=start, episode_length=length,
                           stale=bool(msg.stale), received=time.monotonic())

@@ -29,6 +29,8 @@ TASK_PARAMS = [
     _param("task", "manipulation task", choices=TASK_NAMES),
     _param("episode_length", "control steps (actions) per episode; 0 = the task's own "
            "(PDDM: Baoding 100, cube 70)", 0, 100000),
+    _param("end_at_drop", "a dropped object ends the episode at that state (PDDM): the "
+           "planner sends no command for it, the experiment manager shortens the schedule"),
     _param("baoding.target_frame", "frame the target ellipse is fixed in: palm (PDDM; the "
            "targets move with the wrist) or world", choices=("palm", "world")),
     _param("baoding.target_centre", "centre of the targets' ellipse (m): palm (x, z) or "

@@ -222,6 +222,13 @@ class Task(ABC):
         returns ``(reward [...], terminated [...] bool)``.
         """
 
+    def terminates(self, state: Tensor, goal: Tensor) -> bool:
+        """Whether one state ``[S]`` ends the episode under ``goal [G]`` (PDDM: a drop)."""
+        with torch.no_grad():
+            action = torch.zeros(self.action_dim, dtype=state.dtype, device=state.device)
+            _, terminated = self.reward(state, action, goal.to(state.dtype))
+        return bool(terminated)
+
     @abstractmethod
     def step_error(self, states: Tensor, goals: Tensor) -> Tensor:
         """The task's tracking distance per step ``[...]`` (what tracking_error averages)."""

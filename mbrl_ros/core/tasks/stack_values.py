@@ -26,6 +26,7 @@ TASK_NAMES = ("baoding", "cube")
 TASK_DEFAULTS: dict[str, Any] = {
     "task": "baoding",
     "episode_length": 0,
+    "end_at_drop": True,
     "baoding.target_frame": "palm",
     "baoding.target_centre": [0.005, 0.055],
     "baoding.target_radii": [0.02, 0.036],
