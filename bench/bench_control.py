@@ -519,6 +519,7 @@ def measure(configs: Sequence[Config], transitions: int, work: Path) -> dict[str
                 "dataset_dir": str(dataset), "max_val_loss": 1e12}),
             "mpc_planner": nodes.start("mpc_planner", "planner", {
                 "policy": "plan", "act_without_schedule": True,
+                "end_at_drop": False,  # one open-ended episode: a drop must not stop the clock
                 "control_rate_hz": float(first.rate_hz), "num_samples": first.num_samples,
                 "horizon": first.horizon}),
         }
