@@ -147,9 +147,11 @@ def run_sac(task: str, seed: int, preset: BudgetPreset, runs: Path, length: int)
 
 
 def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
-            preset_name: str, pictures_dir: Path) -> dict[str, Any]:
+            preset_name: str, pictures_dir: Path,
+            extra_curves: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Aggregate whatever runs exist into the result dict and the pictures
-    (``pictures_dir/learning_<task>.png``)."""
+    (``pictures_dir/learning_<task>.png``); ``extra_curves[task]`` adds other runs' learned
+    curves to the picture (e.g. the same loop with PDDM's planner settings)."""
     from learning.sac_baseline import CSV_NAME, EvalLog
 
     result: dict[str, Any] = {"budget": preset_name, "budgets": {
@@ -199,7 +201,8 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
         result.setdefault("summary", {})[task] = task_summary(runs, task, learned, seeds)
         if learned or true_levels or sac:
             png = pictures_dir / f"learning_{task}.png"
-            curves.plot_task(task, learned, true_levels, sac, png,
+            shown = {**learned, **(extra_curves or {}).get(task, {})}
+            curves.plot_task(task, shown, true_levels, sac, png,
                              benchlib.footnote(f"make bench-learning (budget {preset_name})"),
                              hold)
             pictures.append(str(png))
@@ -328,10 +331,16 @@ def main(argv: list[str] | None = None) -> int:
                  for seed in seeds for task in tasks for p in planners]
     start = time.monotonic()
     if not jobs:
-        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent)
+        others, extra = {}, {task: {} for task in tasks}
         for item in args.compare:
             name, _, folder = item.partition("=")
-            other = collect(Path(folder), tasks, planners, seeds, name, Path(folder))
+            others[name] = (folder, other := collect(Path(folder), tasks, planners, seeds,
+                                                     name, Path(folder)))
+            for task in tasks:
+                for planner, curve in other["tasks"][task]["learned"].items():
+                    extra[task][f"{planner} ({name})"] = curve
+        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent, extra)
+        for name, (folder, other) in others.items():
             for task in tasks:
                 result["summary"][task][f"learned_mppi_{name}"] = dict(
                     other["summary"][task]["learned_mppi"] or {}, runs=folder)
