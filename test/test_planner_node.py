@@ -103,8 +103,11 @@ class PlannerClient:
         self.pub_schedule.publish(msg)
         return goals
 
-    def state(self, episode: int, step: int, goal=None, stale: bool = False) -> None:
+    def state(self, episode: int, step: int, goal=None, stale: bool = False,
+              dropped: bool = False) -> None:
         state = STATES[step % len(STATES)].copy()
+        if dropped:  # ball 1 on the floor, below the task's drop height
+            state[TASK.layout.start("ball1_pos") + 2] = 0.028
         goal = TASK.episode_goals(0, step + 1).numpy()[step] if goal is None else goal
         TASK.insert_goal_(torch.from_numpy(state), torch.as_tensor(goal, dtype=torch.float64))
         msg = TaskState(task="baoding", episode_id=episode, step=step,
@@ -220,6 +223,22 @@ def test_lockstep_explores_one_command_per_state_until_the_episode_ends(lockstep
              "episode 2's first command")
     assert client.counts()[0] == before + 1, "a command was sent at the episode length"
     assert all(a.episode_id == 2 for a in client.actions[n_actions:])
+
+
+def test_no_command_for_a_state_at_which_a_ball_dropped(lockstep):
+    """PDDM: a drop ends the episode. The planner does not act on the dropping state (in
+    lockstep nothing runs past it), whatever the schedule's length still says."""
+    client, _ = lockstep
+    client.schedule(episode=11, length=10)
+    client.step(11, 0)
+    before, n_actions = client.counts()
+    client.state(11, 1, dropped=True)
+    client.schedule(episode=12, length=5)
+    first = client.step(12, 0)
+    wait_for(lambda: client.commands[-1][1] == list(first.joint_targets), 10,
+             "episode 12's first command")
+    assert client.counts()[0] == before + 1, "a command was sent for the dropped state"
+    assert all(a.episode_id == 12 for a in client.actions[n_actions:])
 
 
 def test_a_state_waits_for_its_episodes_schedule(lockstep):
