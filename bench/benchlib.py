@@ -142,6 +142,18 @@ class Logger:
         print(f"[{self.name} {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def atomic_text(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (written and synced beside it first), so a
+    run killed mid-write leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_result(path: str | Path, result: dict[str, Any]) -> Path:
     """Write ``result`` plus date, machine and command as JSON, atomically."""
     path = Path(path)

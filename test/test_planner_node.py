@@ -158,6 +158,17 @@ class PlannerClient:
         self.state(episode, step, **kwargs)
         return self.action_for(episode, step, after=n_actions)
 
+    def assert_only_next_episodes_command(self, episode: int, before: int, n_actions: int,
+                                          why: str) -> None:
+        """Start ``episode`` (length 5) and check that its first command is the only one
+        since ``counts()`` returned ``(before, n_actions)``: the state sent last got none."""
+        self.schedule(episode=episode, length=5)
+        first = self.step(episode, 0)
+        wait_for(lambda: self.commands[-1][1] == list(first.joint_targets), 10,
+                 f"episode {episode}'s first command")
+        assert self.counts()[0] == before + 1, why
+        assert all(a.episode_id == episode for a in self.actions[n_actions:])
+
     def diagnostic_value(self, key: str) -> str | None:
         with self._lock:
             for status in reversed(self.statuses):
@@ -217,12 +228,8 @@ def test_lockstep_explores_one_command_per_state_until_the_episode_ends(lockstep
     # Step 5 = episode_length: no command. Episode 2's first state shows the order.
     before, n_actions = client.counts()
     client.state(1, 5)
-    client.schedule(episode=2, length=5)
-    first = client.step(2, 0)
-    wait_for(lambda: client.commands[-1][1] == list(first.joint_targets), 10,
-             "episode 2's first command")
-    assert client.counts()[0] == before + 1, "a command was sent at the episode length"
-    assert all(a.episode_id == 2 for a in client.actions[n_actions:])
+    client.assert_only_next_episodes_command(2, before, n_actions,
+                                             "a command was sent at the episode length")
 
 
 def test_no_command_for_a_state_at_which_a_ball_dropped(lockstep):
@@ -233,12 +240,8 @@ def test_no_command_for_a_state_at_which_a_ball_dropped(lockstep):
     client.step(11, 0)
     before, n_actions = client.counts()
     client.state(11, 1, dropped=True)
-    client.schedule(episode=12, length=5)
-    first = client.step(12, 0)
-    wait_for(lambda: client.commands[-1][1] == list(first.joint_targets), 10,
-             "episode 12's first command")
-    assert client.counts()[0] == before + 1, "a command was sent for the dropped state"
-    assert all(a.episode_id == 12 for a in client.actions[n_actions:])
+    client.assert_only_next_episodes_command(12, before, n_actions,
+                                             "a command was sent for the dropped state")
 
 
 def test_a_state_waits_for_its_episodes_schedule(lockstep):

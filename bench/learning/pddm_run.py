@@ -47,6 +47,7 @@ from mbrl_ros.results.learning_curve import plot_learning_curve
 from mbrl_ros.results.metrics_log import MetricsLog, read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
 
+import benchlib
 from .stack_config import node_values
 from .true_model import SimulatorModel
 
@@ -137,11 +138,9 @@ class PDDMRun:
 
     def _write_timing(self) -> None:
         """Throughput facts beside ``metrics.csv`` (active time survives a resume)."""
-        text = json.dumps({"active_s": self.active_seconds(),
-                           "transitions": self.dataset.num_transitions}) + "\n"
-        tmp = self.timing_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(self.timing_path)
+        benchlib.atomic_text(self.timing_path, json.dumps({
+            "active_s": self.active_seconds(),
+            "transitions": self.dataset.num_transitions}) + "\n")
 
     def _check_spec_file(self) -> None:
         path = self.out / "spec.json"

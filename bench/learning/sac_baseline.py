@@ -130,14 +130,6 @@ def load_buffer(buffer: ReplayBuffer, path: Path) -> None:
         buffer.pos, buffer.full = int(data["pos"]), full
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 def _cell(value: Any) -> str:
     if isinstance(value, float | np.floating):
@@ -165,7 +157,7 @@ class EvalLog:
         body = lines[1:]
         if len(body) < n:
             raise ValueError(f"{self.path} has {len(body)} rows but the checkpoint says {n}")
-        _atomic_text(self.path, "\n".join([",".join(COLUMNS), *body[:n]]) + "\n")
+        benchlib.atomic_text(self.path, "\n".join([",".join(COLUMNS), *body[:n]]) + "\n")
         return len(body) - n
 
     def append(self, row: dict[str, Any]) -> None:
@@ -203,7 +195,7 @@ def run_sac(task: str, seed: int, transitions: int, eval_every: int, eval_episod
     if state_path.exists():
         model, progress = _resume(state_path, config, train_env, csv_log, log)
     else:
-        _atomic_text(csv_log.path, ",".join(COLUMNS) + "\n")  # a run never checkpointed
+        benchlib.atomic_text(csv_log.path, ",".join(COLUMNS) + "\n")  # a run never checkpointed
         settings = {k: v for k, v in SAC_SETTINGS.items() if k not in ("policy", "net_arch")}
         model = SAC(SAC_SETTINGS["policy"], train_env, learning_starts=learning_starts,
                     policy_kwargs={"net_arch": list(SAC_SETTINGS["net_arch"])}, seed=seed,
