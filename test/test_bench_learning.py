@@ -77,3 +77,24 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
             scratch, warm = result["runs"]  # (a tiny smoke dataset: accepted or not)
             assert scratch["label"].startswith("from scratch") and warm["seconds"] > 0
             assert result["time_ratio"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_learned_run_warm_starts_from_its_last_model(tmp_path):
+    """``train.from_scratch: false`` in a budget: iteration 2 trains on from iteration 1's
+    model (the log says which), and the planning model is a different object afterwards."""
+    sys.path.insert(0, str(BENCH))
+    from mbrl_ros.core.experiment_plan import Budget
+
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    spec = RunSpec(task="baoding", budget=Budget(6, 2, 1, 0), episode_length=10,
+                   planner_overrides={"num_samples": 16},
+                   trainer_overrides={"train.from_scratch": False, "train.epochs": 2})
+    lines: list[str] = []
+    PDDMRun(spec, tmp_path / "run", lines.append).run()
+    trained = [line for line in lines if " model on " in line]
+    assert len(trained) == 2, lines
+    assert "from scratch" in trained[0] and "warm-started" in trained[1], trained
+    assert spec.describe()["trainer_overrides"] == {"train.from_scratch": False,
+                                                     "train.epochs": 2}

@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from mbrl_ros.core.episode_clock import EpisodeClock
-from mbrl_ros.core.estimation import (
+from mbrl_ros.core.estimation.episode_clock import EpisodeClock
+from mbrl_ros.core.estimation.kalman import (
     ConstantVelocityKalman,
     euler_xyz_from_quat,
     euler_xyz_rates,
     nearest_euler_xyz,
     wrap_to_nearest,
 )
-from mbrl_ros.core.state_assembly import KalmanSettings, TaskStateAssembler
+from mbrl_ros.core.estimation.state_assembly import KalmanSettings, TaskStateAssembler
 from mbrl_ros.core.tasks import make_task
 
 DT = 0.1

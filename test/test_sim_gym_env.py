@@ -10,7 +10,7 @@ import torch
 import yaml
 from gymnasium.utils.env_checker import check_env
 
-from mbrl_ros.core.state_assembly import KalmanSettings
+from mbrl_ros.core.estimation.state_assembly import KalmanSettings
 from mbrl_ros.launch.packages import package_share
 from mbrl_ros.nodes.task_params import default_task_values, task_from_params
 from mbrl_ros.sim import HandEnv, HandSim, SimConfig

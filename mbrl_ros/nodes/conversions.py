@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,3 +100,31 @@ LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
 #: only the newest (depth does not affect QoS compatibility).
 SCHEDULE_SUB_QOS = QoSProfile(depth=20, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                               reliability=ReliabilityPolicy.RELIABLE)
+
+
+def joint_positions(msg, joints: Sequence[str], ignore_extra: bool = False) -> np.ndarray:
+    """A ``JointState``'s positions in ``joints`` order, whatever order it lists them in;
+    ValueError naming the problem (sizes, unknown/missing/duplicate names, NaN/Inf).
+    ``ignore_extra``: names outside ``joints`` (e.g. a robot arm's) are ignored."""
+    n = len(msg.name)
+    if len(msg.position) != n or len(msg.velocity) not in (0, n) or len(msg.effort) not in (0, n):
+        raise ValueError(f"{n} names but {len(msg.position)} positions, "
+                         f"{len(msg.velocity)} velocities, {len(msg.effort)} efforts")
+    index = {name: i for i, name in enumerate(msg.name)}
+    if len(index) != n:
+        dupes = sorted(name for name, count in Counter(msg.name).items() if count > 1)
+        raise ValueError(f"duplicate joint names: {dupes}")
+    unknown = [] if ignore_extra else sorted(set(index) - set(joints))
+    missing = [name for name in joints if name not in index]
+    if unknown or missing:
+        raise ValueError(f"joint names do not match the 'joints' parameter: unknown "
+                         f"{unknown}, missing {missing}")
+    order = np.array([index[name] for name in joints])
+    q = np.asarray(msg.position, dtype=np.float64)[order]
+    bad = [joints[i] for i in np.flatnonzero(~np.isfinite(q))]
+    if len(msg.velocity):
+        v = np.asarray(msg.velocity, dtype=np.float64)[order]
+        bad += [f"{joints[i]} (velocity)" for i in np.flatnonzero(~np.isfinite(v))]
+    if bad:
+        raise ValueError(f"non-finite values of {bad}")
+    return q

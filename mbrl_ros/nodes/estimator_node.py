@@ -1,26 +1,17 @@
 """``state_estimator``: joint states + tracked objects -> the task state, once per control step.
 
-Follows the episode protocol of docs/node_graph.md (steps 1-3). A ``GoalSchedule`` starts an
-episode: its stamp ``t0`` is the episode's first observation, a reading stamped ``t`` is
-step ``round((t - t0) / control_period_s)``, states 0..T are published with the schedule's
-goal rows and nothing after T. Readings that arrived before their schedule are kept briefly
-and fused again when it comes (the first observation races the schedule). Without any
-schedule: episode 0 from the first joint state, the task's default goals, open-ended.
-
-Per step: the simulator (or robot + tracker) sends the objects, then the joints. The state
-of a step is published when its joint state is in and the objects for it are fused; a
-missing object reading is waited for ``object_wait_s`` (wall time), then bridged by the
-filters' prediction. The same joint stamp again re-publishes the same state. Staleness is
-judged in ROS time (a paused lockstep clock is not stale): a control-rate timer on the node
-clock re-publishes the last state with ``stale`` set when the joint readings stop, and a
-state fused from object readings older than ``stale_timeout_s`` carries ``stale``.
+A thin adapter: it parses ``joint_states``, ``object_states`` and ``goal_schedule`` into
+arrays, hands them to the ROS-free :class:`StepSynchronizer` (which step a reading belongs
+to, when a step's state is complete, what is late, stale or a dropout: the rules are in
+``core/estimation/step_sync.py`` and docs/node_graph.md, steps 1-3) and publishes the
+``TaskState`` messages it emits. It owns the two timers the synchronizer asks for: the
+``object_wait_s`` wait for a step's objects (wall time) and the control-rate stale check
+(ROS time: a paused lockstep clock is not stale).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,8 +20,15 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 
-from mbrl_ros.core.episode_clock import EpisodeClock
-from mbrl_ros.core.state_assembly import KalmanSettings, TaskStateAssembler
+from mbrl_ros.core.estimation.episode_clock import EpisodeClock
+from mbrl_ros.core.estimation.state_assembly import KalmanSettings, TaskStateAssembler
+from mbrl_ros.core.estimation.step_sync import (
+    Emission,
+    ObjectReading,
+    StepSynchronizer,
+    SyncLimits,
+    SyncResult,
+)
 from mbrl_ros.msg import GoalSchedule, ObjectStates, StateField, TaskState
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -102,29 +100,8 @@ def _check_params(values: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class ObjectReading:
-    """One parsed ``object_states`` message (world frame, stamp in ns)."""
-
-    stamp_ns: int
-    names: tuple[str, ...]
-    positions: np.ndarray
-    quats: np.ndarray
-    linvels: np.ndarray | None
-    angvels: np.ndarray | None
-
-
-@dataclass
-class PendingJoint:
-    """A joint state whose step waits for its object reading."""
-
-    stamp_ns: int
-    q: np.ndarray
-    received: float  # time.monotonic() at receipt
-
-
 class StateEstimatorNode(Node):
-    """Adapter between joint/object/schedule messages and the ROS-free estimation core."""
+    """Adapter between joint/object/schedule messages and the ROS-free step synchronizer."""
 
     def __init__(self) -> None:
         super().__init__("state_estimator")
@@ -144,28 +121,12 @@ class StateEstimatorNode(Node):
         self.assembler = TaskStateAssembler(self.task, settings, origins)
         self.joints = list(p["joints"])
         self.period_s = float(p["control_period_s"])
-        self.period_ns = round(self.period_s * conv.NS_PER_S)
         self.layout_msg = [StateField(name=n, start=s, size=z)
                            for n, s, z in self.task.layout.to_msg_fields()]
-        self.default_goals = self.task.episode_goals(0).double().numpy()
-
-        self.episode: EpisodeClock | None = None  # None: no schedule and no joint state yet
-        self.scheduled = False
-        self._time_base_ns: int | None = None  # filters run on seconds since this stamp
-        self._joints_seen: deque[tuple[int, np.ndarray]] = deque(maxlen=REPLAY_DEPTH)
-        self._objects_seen: deque[ObjectReading] = deque(maxlen=REPLAY_DEPTH)
-        self._pending: PendingJoint | None = None
-        # Stamp of the joint state fused last: a reading stamped after it is this step's.
-        self._fused_joint_ns: int | None = None
-        self._newest_object_ns: int | None = None
-        self._newest_joint_ns: int | None = None
-        self._last: TaskState | None = None
-        self._last_step = -1
-        self._stale = False
-        self.counts = dict(published=0, republished=0, stale_published=0, dropouts=0,
-                           late_objects=0, out_of_order=0, duplicate_objects=0,
-                           before_episode=0, after_episode=0, same_step=0, no_objects=0)
-        self._last_trouble = -1e9  # time.monotonic() of the last dropout or refused reading
+        self.sync = StepSynchronizer(
+            self.assembler, self.period_s, self.task.episode_goals(0).double().numpy(),
+            object_wait_s=p["object_wait_s"], problem=self._problem,
+            info=self.get_logger().info, replay_depth=REPLAY_DEPTH)
 
         self.pub_state = self.create_publisher(TaskState, "task_state", conv.RECORDED_QOS_DEPTH)
         self.pub_latency = self.create_publisher(Float64, "~/latency_ms", 10)
@@ -185,49 +146,16 @@ class StateEstimatorNode(Node):
             f"estimating '{self.task.name}' states ({self.task.state_dim} values) every "
             f"{self.period_s:.3f} s; objects {list(self.assembler.object_names)}")
 
-    # ----- helpers --------------------------------------------------------------------------
-    def _seconds(self, stamp_ns: int) -> float:
-        if self._time_base_ns is None:
-            self._time_base_ns = stamp_ns
-        return (stamp_ns - self._time_base_ns) / conv.NS_PER_S
+    def _problem(self, kind: str, message: str) -> None:
+        self.diagnostics.problem(kind, message)
 
-    def _trouble(self, kind: str) -> None:
-        """Count a dropout or refused reading (diagnostics warn for a while after one)."""
-        self.counts[kind] += 1
-        self._last_trouble = time.monotonic()
-
-    def _episode_id(self) -> int:
-        return self.episode.episode_id if self.episode is not None else 0
+    def _synced(self) -> StepSynchronizer:
+        """The synchronizer with the operator's current limits."""
+        self.sync.limits = SyncLimits(self.params["stale_timeout_s"],
+                                      self.params["max_measurement_age_s"])
+        return self.sync
 
     # ----- inputs ---------------------------------------------------------------------------
-    def _parse_joints(self, msg: JointState) -> np.ndarray:
-        """Positions in ``joints`` order, whatever order the message lists them in;
-        ValueError naming the problem (sizes, unknown/missing/duplicate names, NaN/Inf)."""
-        n = len(msg.name)
-        if len(msg.position) != n or len(msg.velocity) not in (0, n) or len(
-                msg.effort) not in (0, n):
-            raise ValueError(f"{n} names but {len(msg.position)} positions, "
-                             f"{len(msg.velocity)} velocities, {len(msg.effort)} efforts")
-        index = {name: i for i, name in enumerate(msg.name)}
-        if len(index) != n:
-            dupes = sorted(name for name, count in Counter(msg.name).items() if count > 1)
-            raise ValueError(f"duplicate joint names: {dupes}")
-        unknown = ([] if self.params["ignore_extra_joints"]
-                   else sorted(set(index) - set(self.joints)))
-        missing = [name for name in self.joints if name not in index]
-        if unknown or missing:
-            raise ValueError(f"joint names do not match the 'joints' parameter: unknown "
-                             f"{unknown}, missing {missing}")
-        order = np.array([index[name] for name in self.joints])
-        q = np.asarray(msg.position, dtype=np.float64)[order]
-        bad = [self.joints[i] for i in np.flatnonzero(~np.isfinite(q))]
-        if len(msg.velocity):
-            v = np.asarray(msg.velocity, dtype=np.float64)[order]
-            bad += [f"{self.joints[i]} (velocity)" for i in np.flatnonzero(~np.isfinite(v))]
-        if bad:
-            raise ValueError(f"non-finite values of {bad}")
-        return q
-
     def _parse_objects(self, msg: ObjectStates) -> ObjectReading:
         n = len(msg.names)
         if len(msg.poses) != n or len(msg.twists) not in (0, n):
@@ -262,114 +190,21 @@ class StateEstimatorNode(Node):
         except ValueError as exc:
             self.diagnostics.problem("object_states", f"{exc}; reading dropped")
             return
-        self._objects_seen.append(reading)
-        self._fuse(reading)
-        if self._pending is not None and self._objects_ready(self._pending.stamp_ns):
-            self._flush_pending()
-
-    def _fuse(self, reading: ObjectReading) -> None:
-        stamp = reading.stamp_ns
-        if self.episode is not None and self.scheduled and stamp < self.episode.t0_ns:
-            self.counts["before_episode"] += 1
-            return
-        newest_joint = self._newest_joint_ns
-        max_age_ns = round(self.params["max_measurement_age_s"] * conv.NS_PER_S)
-        if newest_joint is not None and stamp < newest_joint - max_age_ns:
-            self._trouble("late_objects")
-            self.diagnostics.problem("late_object", f"object reading {stamp} ns is older than "
-                                     f"{self.params['max_measurement_age_s']} s; dropped")
-            return
-        if self._newest_object_ns is not None and stamp <= self._newest_object_ns:
-            if stamp == self._newest_object_ns:
-                self.counts["duplicate_objects"] += 1  # lockstep re-publish of a step
-            else:
-                self._trouble("out_of_order")
-                self.diagnostics.problem("out_of_order_object", f"object reading {stamp} ns "
-                                         f"is older than the newest fused; dropped")
-            return
-        t = self._seconds(stamp)
-        try:
-            for i, name in enumerate(reading.names):
-                self.assembler.add_object(
-                    name, reading.positions[i], reading.quats[i], t,
-                    None if reading.linvels is None else reading.linvels[i],
-                    None if reading.angvels is None else reading.angvels[i])
-        except ValueError as exc:
-            self.diagnostics.problem("object_states", f"{exc}; reading dropped")
-            return
-        self._newest_object_ns = stamp
+        self._apply(self._synced().add_objects(reading))
 
     def _on_joints(self, msg: JointState) -> None:
         received = time.monotonic()
         try:
-            q = self._parse_joints(msg)
+            q = conv.joint_positions(msg, self.joints, self.params["ignore_extra_joints"])
         except ValueError as exc:
             self.diagnostics.problem("joint_states", f"{exc}; reading dropped")
             return
-        stamp = conv.ns_from_time(msg.header.stamp)
-        self._newest_joint_ns = max(stamp, self._newest_joint_ns or stamp)
-        self._stale = False
-        last = self._last
-        if last is not None and conv.ns_from_time(last.header.stamp) == stamp:
-            self.counts["republished"] += 1
-            self._publish(last, received)  # lockstep re-publish: the same state again
-            return
-        if self._pending is not None:
-            if self._pending.stamp_ns == stamp:
-                return  # still waiting for this step's objects
-            self._flush_pending(dropout=True)  # the next step came first: no objects came
-        self._joints_seen.append((stamp, q))
-        self._handle_joint(stamp, q, received, may_wait=True)
-
-    def _handle_joint(self, stamp: int, q: np.ndarray, received: float, may_wait: bool) -> None:
-        if self.episode is None:
-            self.episode = EpisodeClock(stamp, self.period_ns, 0, 0, self.default_goals)
-            self.get_logger().info("no goal schedule: episode 0 starts at this joint state")
-        clock = self.episode
-        if stamp < clock.t0_ns:
-            self.counts["before_episode"] += 1
-            return
-        if clock.is_over(stamp):
-            self.counts["after_episode"] += 1
-            return
-        step = clock.step_of(stamp)
-        if step <= self._last_step:
-            if step == self._last_step:
-                self.counts["same_step"] += 1
-            else:
-                self._trouble("out_of_order")
-                self.diagnostics.problem("out_of_order_joint", f"joint state of step {step} "
-                                         f"after step {self._last_step}; dropped")
-            return
-        pending = PendingJoint(stamp, q, received)
-        if self._objects_ready(stamp) or not may_wait:
-            self._assemble_and_publish(pending)
-        elif self.params["object_wait_s"] <= 0.0:
-            self._assemble_and_publish(pending, dropout=True)
-        else:
-            self._pending = pending
-            self._wait_timer.reset()
-
-    def _objects_ready(self, stamp: int) -> bool:
-        """A reading for the joint state stamped ``stamp`` is fused: one stamped at or after
-        it, or (a tracker on its own clock) after the joint state fused last. A late reading
-        of the previous step does not count: that step was already bridged."""
-        newest = self._newest_object_ns
-        if newest is None:
-            return False
-        return newest >= stamp or (self._fused_joint_ns is not None
-                                   and newest > self._fused_joint_ns)
+        self._apply(self._synced().add_joints(conv.ns_from_time(msg.header.stamp), q,
+                                              received))
 
     def _on_wait_over(self) -> None:
         self._wait_timer.cancel()
-        if self._pending is not None:
-            self._flush_pending(dropout=True)
-
-    def _flush_pending(self, dropout: bool = False) -> None:
-        pending, self._pending = self._pending, None
-        self._wait_timer.cancel()
-        if pending is not None:
-            self._assemble_and_publish(pending, dropout=dropout)
+        self._apply(self._synced().wait_over())
 
     def _on_schedule(self, msg: GoalSchedule) -> None:
         try:
@@ -381,47 +216,10 @@ class StateEstimatorNode(Node):
         except ValueError as exc:
             self.diagnostics.problem("goal_schedule", f"{exc}; schedule ignored")
             return
-        old = self.episode
-        if (self.scheduled and old is not None and old.episode_id == clock.episode_id
-                and old.t0_ns == clock.t0_ns):
-            if clock.episode_length != old.episode_length:  # ended early (a drop)
-                self.episode = clock
-                self.get_logger().info(f"episode {clock.episode_id} now ends at step "
-                                       f"{clock.episode_length or 'open-ended'}")
-            return  # otherwise the same schedule again
-        self.episode, self.scheduled = clock, True
-        self._start_episode()
-        self.get_logger().info(
-            f"episode {clock.episode_id}: t0 {clock.t0_ns / conv.NS_PER_S:.3f} s, "
-            f"{clock.episode_length or 'open-ended'} steps, {clock.goals.shape[0]} goal rows")
-        self._replay(clock.t0_ns)
-
-    def _start_episode(self) -> None:
-        self.assembler.reset()
-        self._pending = None
-        self._wait_timer.cancel()
-        self._newest_object_ns = self._fused_joint_ns = None
-        self._last, self._last_step = None, -1
-
-    def _replay(self, since_ns: int) -> None:
-        """Fuse again what arrived before the schedule: objects and joints from ``since_ns``
-        in stamp order (objects first at equal stamps), the newest joint state may wait."""
-        events = [(r.stamp_ns, 0, r) for r in self._objects_seen if r.stamp_ns >= since_ns]
-        joints = [(s, 1, q) for s, q in self._joints_seen if s >= since_ns]
-        events += joints
-        events.sort(key=lambda e: (e[0], e[1]))
-        newest_joint = max((s for s, _, _ in joints), default=None)
-        # the new episode's time line (a restarted simulator's clock may start over)
-        self._newest_joint_ns = newest_joint
-        now = time.monotonic()
-        for stamp, kind, item in events:
-            if kind == 0:
-                self._fuse(item)
-            else:
-                self._handle_joint(stamp, item, now, may_wait=stamp == newest_joint)
+        self._apply(self._synced().start_schedule(clock))
 
     def _on_reset(self, req, res):
-        current = self._episode_id()
+        current = self.sync.episode_id
         problem = None
         if req.task and req.task != self.task.name:
             problem = f"reset for task '{req.task}', this estimator runs '{self.task.name}'"
@@ -432,84 +230,47 @@ class StateEstimatorNode(Node):
             self.diagnostics.problem("reset", f"{problem}; refused, filters kept")
             res.success, res.episode_id, res.message = False, current, problem
             return res
-        self.assembler.reset()
-        self._pending = None
+        self.sync.reset_filters()
         self._wait_timer.cancel()
-        self._newest_object_ns = None
-        res.success, res.episode_id = True, self._episode_id()
-        res.message = "filters reset"
+        res.success, res.episode_id, res.message = True, current, "filters reset"
         self.get_logger().info("filters reset on request")
         return res
 
-    # ----- outputs --------------------------------------------------------------------------
-    def _assemble_and_publish(self, pending: PendingJoint, dropout: bool = False) -> None:
-        clock = self.episode
-        step = clock.step_of(pending.stamp_ns)
-        self._fused_joint_ns = pending.stamp_ns
-        if not self.assembler.ready():
-            self._trouble("no_objects")
-            self.diagnostics.problem("no_objects", f"no reading yet of every object for step "
-                                     f"{step}; state not published")
-            return
-        t = self._seconds(pending.stamp_ns)
-        goal = clock.goal_at(step)
-        try:
-            assembled = self.assembler.assemble(pending.q, t, goal)
-        except ValueError as exc:
-            self.diagnostics.problem("assembly", f"{exc}; state of step {step} not published")
-            return
-        if dropout:
-            self._trouble("dropouts")
-        age = max(0.0, t - assembled.oldest_object_time)
-        msg = TaskState(task=self.task.name, episode_id=clock.episode_id, step=step,
-                        state=assembled.state.tolist(), layout=self.layout_msg,
-                        goal=assembled.goal.tolist(), stale=age > self.params["stale_timeout_s"],
-                        age=age)
-        msg.header.stamp = conv.time_from_ns(pending.stamp_ns)
-        msg.header.frame_id = self.params["frame_id"]
-        self._last, self._last_step = msg, step
-        self.counts["published"] += 1
-        self._publish(msg, pending.received)
-        if clock.is_last(step):
-            self.get_logger().info(f"episode {clock.episode_id} complete: state {step} sent")
-
-    def _publish(self, msg: TaskState, received: float) -> None:
-        self.pub_state.publish(msg)
-        self.pub_latency.publish(Float64(data=(time.monotonic() - received) * 1e3))
-
     def _check_stale(self) -> None:
-        """Control-rate timer on ROS time: re-publish the last state flagged stale when the
-        joint readings stopped (not after the last state of a scheduled episode)."""
-        last, newest = self._last, self._newest_joint_ns
-        if last is None or newest is None:
-            return
-        now = self.get_clock().now().nanoseconds
-        timeout_ns = round(self.params["stale_timeout_s"] * conv.NS_PER_S)
-        if now - newest <= timeout_ns:
-            return
-        self._stale = True
-        if self.episode is not None and self.episode.is_last(self._last_step):
-            return
-        oldest = min(newest, self._newest_object_ns if self._newest_object_ns is not None
-                     else newest)
-        stale = TaskState(task=last.task, episode_id=last.episode_id, step=last.step,
-                          state=last.state, layout=last.layout, goal=last.goal, stale=True,
-                          age=(now - oldest) / conv.NS_PER_S)
-        stale.header = last.header
-        self.counts["stale_published"] += 1
-        self._publish(stale, time.monotonic())
+        self._apply(self._synced().check_stale(self.get_clock().now().nanoseconds))
+
+    # ----- outputs --------------------------------------------------------------------------
+    def _apply(self, result: SyncResult) -> None:
+        """Publish what the synchronizer emitted; run the object wait timer as it asks."""
+        if not self.sync.waiting:
+            self._wait_timer.cancel()
+        elif result.wait:
+            self._wait_timer.reset()
+        for emission in result.emit:
+            self._publish(emission)
+
+    def _publish(self, emission: Emission) -> None:
+        s = emission.state
+        msg = TaskState(task=self.task.name, episode_id=s.episode_id, step=s.step,
+                        state=s.state.tolist(), layout=self.layout_msg, goal=s.goal.tolist(),
+                        stale=s.stale, age=s.age)
+        msg.header.stamp = conv.time_from_ns(s.stamp_ns)
+        msg.header.frame_id = self.params["frame_id"]
+        self.pub_state.publish(msg)
+        self.pub_latency.publish(Float64(data=(time.monotonic() - emission.received) * 1e3))
 
     def _health(self):
-        counts = dict(self.counts)
-        last = self._last
+        sync = self.sync
+        counts = dict(sync.counts)
+        last = sync.last
         values: dict[str, Any] = {
-            "task": self.task.name, "episode": self._episode_id(),
-            "scheduled": self.scheduled, "step": self._last_step,
+            "task": self.task.name, "episode": sync.episode_id,
+            "scheduled": sync.scheduled, "step": sync.last_step,
             "age_s": round(last.age, 4) if last is not None else "",
             "rejected_out_of_order_filter": self.assembler.rejected, **counts}
-        if self._stale or (last is not None and last.stale):
+        if sync.stale or (last is not None and last.stale):
             return ERROR, "stale: no recent joint or object readings", values
-        if time.monotonic() - self._last_trouble < TROUBLE_WINDOW_S:
+        if time.monotonic() - sync.last_trouble < TROUBLE_WINDOW_S:
             return WARN, (f"tracker dropouts bridged: {counts['dropouts']}, late readings: "
                           f"{counts['late_objects']}, out of order: {counts['out_of_order']}, "
                           f"steps without object data: {counts['no_objects']}"), values

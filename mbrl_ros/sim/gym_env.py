@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from mbrl_ros.core.state_assembly import KalmanSettings
+from mbrl_ros.core.estimation.state_assembly import KalmanSettings
 from mbrl_ros.core.tasks.stack_values import stack_task
 from mbrl_ros.sim.realism import RealismConfig
 from mbrl_ros.sim.simulator import HandSim, SimConfig

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from mbrl_ros.core.state_assembly import KalmanSettings, TaskStateAssembler
+from mbrl_ros.core.estimation.state_assembly import KalmanSettings, TaskStateAssembler
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.sim.observation import Observation
 from mbrl_ros.sim.scene_cube import CUBE_SPAWN_POS

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from mbrl_ros.core.estimation import (
+from mbrl_ros.core.estimation.kalman import (
     ConstantVelocityKalman,
     euler_xyz_rates,
     nearest_euler_xyz,
