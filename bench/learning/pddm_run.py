@@ -21,6 +21,7 @@ holds and reloads the model of the iteration it is in.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -66,6 +67,7 @@ class RunSpec:
     budget: Budget = field(default_factory=Budget)
     planner_overrides: dict[str, Any] = field(default_factory=dict)
     episode_length: int | None = None
+    trainer_overrides: dict[str, Any] = field(default_factory=dict)
     true_model_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -91,7 +93,7 @@ def planner_values(spec: RunSpec) -> dict[str, Any]:
 
 
 def trainer_values(spec: RunSpec) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"train.seed": spec.seed}
+    overrides: dict[str, Any] = {"train.seed": spec.seed, **spec.trainer_overrides}
     if spec.episode_length is not None:
         overrides["episode_length"] = spec.episode_length
     return node_values("dynamics_trainer", TRAINER_PARAMS, ["trainer", spec.task], overrides)
@@ -147,6 +149,8 @@ class PDDMRun:
         described = self.spec.describe()
         if path.exists():
             stored = json.loads(path.read_text())
+            # a field added since the run started counts as its default
+            stored = {**json.loads(json.dumps(RunSpec(self.spec.task).describe())), **stored}
             if stored != json.loads(json.dumps(described)):
                 raise ValueError(f"{self.out} holds a different run ({stored}); use another "
                                  "directory or delete it")
@@ -194,13 +198,17 @@ class PDDMRun:
             self._use(model)
             return
         start = time.monotonic()
-        outcome = retrain(self.dataset, self.train_settings)
+        # a warm start (trainer ``train.from_scratch: false``) trains a copy of the current
+        # model: the one planning stays intact if the new one is rejected
+        previous = copy.deepcopy(self.model) if self.model is not None else None
+        outcome = retrain(self.dataset, self.train_settings, previous=previous)
         m = outcome.metrics
         if outcome.accepted and outcome.model is not None:
             save_model(path, outcome.model, {"iteration": iteration, "task": self.task.name})
             self._use(outcome.model)
             self.log(f"{self.spec.name}: iteration {iteration} model on "
-                     f"{m['num_transitions']} transitions in {time.monotonic() - start:.1f} s, "
+                     f"{m['num_transitions']} transitions in {time.monotonic() - start:.1f} s "
+                     f"({outcome.message}), "
                      f"val one-step MSE {m['val_one_step_mse']:.3g}")
         else:
             keep = ("keeping the previous one" if self.model is not None else
