@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mbrl_ros.core.data.storage import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 VERSIONED_PACKAGES = ("torch", "mujoco", "numpy", "rclpy", "pytorch_mppi", "torchrl",
@@ -145,13 +147,7 @@ class Logger:
 def atomic_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (written and synced beside it first), so a
     run killed mid-write leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def write_result(path: str | Path, result: dict[str, Any]) -> Path:
@@ -159,9 +155,7 @@ def write_result(path: str | Path, result: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     full = {"date": now_iso(), "machine": machine_info(), "command": command_line(), **result}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(full, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(full, indent=2, default=_jsonable) + "\n")
     return path
 
 

@@ -57,6 +57,7 @@ import torch  # noqa: E402
 from stable_baselines3 import SAC  # noqa: E402
 from stable_baselines3.common.buffers import ReplayBuffer  # noqa: E402
 
+from mbrl_ros.core.data.storage import atomic_write  # noqa: E402
 from mbrl_ros.nodes.runtime import cap_torch_threads  # noqa: E402
 from mbrl_ros.sim.gym_env import HandEnv  # noqa: E402
 
@@ -111,10 +112,9 @@ def evaluate(model: SAC, env: HandEnv, episodes: int) -> dict[str, float]:
 def save_buffer(buffer: ReplayBuffer, path: Path) -> None:
     """The filled rows of an SB3 replay buffer (not its whole preallocated size), atomically."""
     n = buffer.buffer_size if buffer.full else buffer.pos
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, pos=buffer.pos, full=buffer.full, buffer_size=buffer.buffer_size,
-             **{f: getattr(buffer, f)[:n] for f in BUFFER_FIELDS})
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(
+        f, pos=buffer.pos, full=buffer.full, buffer_size=buffer.buffer_size,
+        **{f: getattr(buffer, f)[:n] for f in BUFFER_FIELDS}))
 
 
 def load_buffer(buffer: ReplayBuffer, path: Path) -> None:

@@ -18,12 +18,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
+
+from mbrl_ros.core.data.storage import QUARANTINE_DIR, atomic_write, quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -148,19 +150,10 @@ class TransitionBatch:
 _EPISODE_RE = re.compile(r"^episode_(\d+)\.npz$")
 _TEMP_PREFIX = ".tmp_episode_"
 _ARRAY_KEYS = ("state", "action", "next_state", "reward", "done", "time")
-QUARANTINE_DIR = "quarantine"
 
 
 def _episode_name(episode_id: int) -> str:
     return f"episode_{episode_id:06d}.npz"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -279,10 +272,10 @@ class EpisodeDataset:
         for path in self.root.glob(_TEMP_PREFIX + "*"):
             logger.warning("removing temporary file left by an interrupted write: %s", path)
             path.unlink(missing_ok=True)
-        quarantine = self.root / QUARANTINE_DIR
+        quarantined_dir = self.root / QUARANTINE_DIR
         known_ids = [
             int(m.group(1))
-            for p in (quarantine.iterdir() if quarantine.is_dir() else ())
+            for p in (quarantined_dir.iterdir() if quarantined_dir.is_dir() else ())
             if (m := _EPISODE_RE.match(p.name.split("~")[0]))
         ]
         candidates = sorted(
@@ -320,15 +313,7 @@ class EpisodeDataset:
         return _validated_episode(episode_id, meta=meta, dims=self._dims, **arrays)
 
     def _quarantine(self, path: Path, reason: BaseException) -> None:
-        quarantine = self.root / QUARANTINE_DIR
-        quarantine.mkdir(exist_ok=True)
-        target = quarantine / path.name
-        n = 1
-        while target.exists():
-            target = quarantine / f"{path.name}~{n}"
-            n += 1
-        os.replace(path, target)
-        _fsync_dir(self.root)
+        target = quarantine(path, self.root)
         logger.warning("quarantined unreadable episode file %s -> %s: %s", path, target, reason)
         self.quarantined.append(target)
 
@@ -376,26 +361,13 @@ class EpisodeDataset:
     def _write_file(self, episode: _Episode) -> None:
         final = self.root / _episode_name(episode.episode_id)
         temp = self.root / f"{_TEMP_PREFIX}{episode.episode_id:06d}_{os.getpid()}"
-        try:
-            with open(temp, "wb") as f:
-                np.savez(
-                    f,
-                    state=episode.state,
-                    action=episode.action,
-                    next_state=episode.next_state,
-                    reward=episode.reward,
-                    done=episode.done,
-                    time=episode.time,
-                    step=episode.step,
-                    meta=np.array(json.dumps(episode.meta)),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.root)
+        def write(f: BinaryIO) -> None:
+            np.savez(f, state=episode.state, action=episode.action,
+                     next_state=episode.next_state, reward=episode.reward, done=episode.done,
+                     time=episode.time, step=episode.step,
+                     meta=np.array(json.dumps(episode.meta)))
+
+        atomic_write(final, write, temp)
 
     # ------------------------------------------------------------------ reading
     @property

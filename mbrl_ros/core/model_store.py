@@ -11,13 +11,13 @@ used. Version numbers of quarantined files are never reused.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mbrl_ros.core.data.storage import QUARANTINE_DIR, quarantine
 from mbrl_ros.core.ensemble import EnsembleDynamics
 from mbrl_ros.core.serialization import checksum, model_from_bytes, save_model
 
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 _MODEL_RE = re.compile(r"^model_(\d+)\.mbrl$")
 # save_model's temporary files (".model_000001.mbrl.tmp<pid>"): left behind only by a crash.
 _TEMP_RE = re.compile(r"^\.model_\d+\.mbrl\.tmp\d+$")
-QUARANTINE_DIR = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,10 @@ class ModelStore:
     @property
     def newest_version(self) -> int:
         """Highest version on disk (0 when empty), loadable or quarantined: never reused."""
-        quarantine = self.root / QUARANTINE_DIR
+        quarantined_dir = self.root / QUARANTINE_DIR
         versions = [v for v, _ in self._versions()]
-        if quarantine.is_dir():
-            versions += [v for p in quarantine.iterdir()
+        if quarantined_dir.is_dir():
+            versions += [v for p in quarantined_dir.iterdir()
                          if (v := _version_of(p.name)) is not None]
         return max(versions, default=0)
 
@@ -115,15 +114,8 @@ class ModelStore:
         return None
 
     def _quarantine(self, path: Path, reason: BaseException) -> None:
-        quarantine = self.root / QUARANTINE_DIR
-        target = quarantine / path.name
-        n = 1
-        while target.exists():
-            target = quarantine / f"{path.name}~{n}"
-            n += 1
         try:
-            quarantine.mkdir(exist_ok=True)
-            os.replace(path, target)
+            target = quarantine(path, self.root)
         except OSError as exc:
             logger.warning("unusable model checkpoint %s (%s) could not be quarantined: %s",
                            path, reason, exc)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mbrl_ros.core.data.storage import atomic_write_bytes
 from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
 
 MAGIC = b"MBRLENS\x00"
@@ -234,23 +234,8 @@ def save_model(
 ) -> str:
     """Atomically write the model to ``path`` (temp file, fsync, rename, fsync dir);
     returns the checksum of the written bytes."""
-    path = Path(path)
     data = model_to_bytes(model, metadata)
-    temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write_bytes(path, data)
     return checksum(data)
 
 

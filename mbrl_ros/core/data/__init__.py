@@ -1,0 +1,1 @@
+"""Durable files: crash-safe writes and the quarantine of unreadable files."""
