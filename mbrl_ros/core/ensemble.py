@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mbrl_ros.core.normalization import Normalizer
+from mbrl_ros.core.validation import check_int
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -34,11 +35,6 @@ ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": lambda x: F.silu(x, inplace=True),
     "elu": lambda x: F.elu(x, inplace=True),
 }
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"EnsembleConfig.{name} must be a positive int, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -61,12 +57,12 @@ class EnsembleConfig:
     learn_logvar_bounds: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive_int("state_dim", self.state_dim)
-        _check_positive_int("action_dim", self.action_dim)
-        _check_positive_int("num_members", self.num_members)
+        check_int("EnsembleConfig.state_dim", self.state_dim, 1)
+        check_int("EnsembleConfig.action_dim", self.action_dim, 1)
+        check_int("EnsembleConfig.num_members", self.num_members, 1)
         hidden = tuple(self.hidden_sizes)
         for width in hidden:
-            _check_positive_int("hidden_sizes[i]", width)
+            check_int("EnsembleConfig.hidden_sizes[i]", width, 1)
         object.__setattr__(self, "hidden_sizes", hidden)
         if self.activation not in ACTIVATIONS:
             raise ValueError(

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import torch
 
 from mbrl_ros.core.tasks.base import Task
+from mbrl_ros.core.validation import finite_vector
 
 # (next_state [n, S], action [n, A], goal [n, G]) -> (reward [n], terminated [n] bool)
 RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -190,8 +191,8 @@ class TransitionRecorder:
         goal: npt.ArrayLike | None = None,
     ) -> list[RecordedEpisode]:
         """Record the state of ``(episode_id, step)`` stamped ``stamp`` (s) with its goal."""
-        vector = self._vector(state, self.state_dim, "state")
-        goal_vec = self._vector(np.zeros(0) if goal is None else goal, self.goal_dim, "goal")
+        vector = finite_vector(state, self.state_dim, "state")
+        goal_vec = finite_vector(np.zeros(0) if goal is None else goal, self.goal_dim, "goal")
         episode_id, step, stamp = int(episode_id), int(step), float(stamp)
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
@@ -252,7 +253,7 @@ class TransitionRecorder:
         model_version: int = 0,
     ) -> list[RecordedEpisode]:
         """Record the action applied at ``(episode_id, step)``; a newer one replaces it."""
-        record = _Action(self._vector(action, self.action_dim, "action"), str(policy),
+        record = _Action(finite_vector(action, self.action_dim, "action"), str(policy),
                          int(model_version))
         episode_id, step = int(episode_id), int(step)
         self.counts["actions"] += 1
@@ -296,14 +297,6 @@ class TransitionRecorder:
         return self._open.episode_id, self._open.start, len(self._open.states)
 
     # ------------------------------------------------------------------ internals
-    def _vector(self, values: npt.ArrayLike, size: int, what: str) -> np.ndarray:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1)
-        if arr.shape != (size,):
-            raise ValueError(f"{what} has {arr.size} values, expected {size}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{what} has non-finite values")
-        return arr
-
     def _end(self, current: _Open) -> int:
         """Last step of the current stretch: the episode's length, or for an open-ended
         episode the next multiple of ``default_length`` after the stretch's start."""

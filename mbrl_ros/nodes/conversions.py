@@ -11,6 +11,8 @@ from geometry_msgs.msg import Pose, Twist
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import Marker
 
+from mbrl_ros.core.validation import finite_vector  # noqa: F401 (the nodes use conv.finite_vector)
+
 NS_PER_S = 1_000_000_000
 
 
@@ -41,17 +43,6 @@ def schedule_goals(msg, task: str, goal_dim: int, frame: str = "") -> np.ndarray
     if not np.all(np.isfinite(goals)):
         raise ValueError("non-finite goals")
     return goals.reshape(-1, goal_dim)
-
-
-def finite_vector(values: Sequence[float], size: int, what: str) -> np.ndarray:
-    """``values`` as a float64 vector of length ``size``; ValueError naming the problem."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape != (size,):
-        raise ValueError(f"{what} has {arr.size} values, expected {size}")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise ValueError(f"{what} has non-finite values at indices {bad.tolist()}")
-    return arr
 
 
 def pose(pos: Sequence[float], quat_wxyz: Sequence[float]) -> Pose:

@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
+from mbrl_ros.core.validation import finite_vector
+
 TWO_PI = 2.0 * math.pi
 # Floor on the innovation variance: a zero measurement noise with a zero predicted
 # variance would otherwise divide by zero.
@@ -31,15 +33,6 @@ _UNMEASURED_VAR = 1e30
 def wrap_to_nearest(angle: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``angle`` plus the multiple of 2 pi that brings it closest to ``reference``."""
     return angle + TWO_PI * np.round((reference - angle) / TWO_PI)
-
-
-def _vector(values: ArrayLike, size: int, what: str, minimum: float | None = None) -> np.ndarray:
-    arr = np.broadcast_to(np.asarray(values, dtype=np.float64), (size,)).copy()
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what} must be finite, got {arr}")
-    if minimum is not None and np.any(arr < minimum):
-        raise ValueError(f"{what} must be >= {minimum}, got {arr}")
-    return arr
 
 
 class ConstantVelocityKalman:
@@ -68,9 +61,12 @@ class ConstantVelocityKalman:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         self.size = int(size)
-        self.measurement_var = _vector(measurement_std, size, "measurement_std", 0.0) ** 2
-        self.accel_psd = _vector(accel_psd, size, "accel_psd", 0.0)
-        self.initial_rate_var = _vector(initial_rate_std, size, "initial_rate_std", 0.0) ** 2
+        def vector(values: ArrayLike, what: str) -> np.ndarray:
+            return finite_vector(values, size, what, minimum=0.0, broadcast=True)
+
+        self.measurement_var = vector(measurement_std, "measurement_std") ** 2
+        self.accel_psd = vector(accel_psd, "accel_psd")
+        self.initial_rate_var = vector(initial_rate_std, "initial_rate_std") ** 2
         self.angular = (np.zeros(size, dtype=bool) if angular is None
                         else np.broadcast_to(np.asarray(angular, dtype=bool), (size,)).copy())
         self.rejected = 0  # measurements refused as out of order (not newer than the last)
@@ -165,7 +161,7 @@ class ConstantVelocityKalman:
 
     def _rate_measurement(self, rate: ArrayLike | None,
                           rate_std: ArrayLike) -> tuple[np.ndarray | None, np.ndarray]:
-        var = _vector(rate_std, self.size, "rate_std", 0.0) ** 2
+        var = finite_vector(rate_std, self.size, "rate_std", minimum=0.0, broadcast=True) ** 2
         if rate is None:
             return None, var
         rate = np.asarray(rate, dtype=np.float64)

@@ -28,6 +28,7 @@ from mbrl_ros.core.estimation.kalman import (
     nearest_euler_xyz,
 )
 from mbrl_ros.core.tasks import Task
+from mbrl_ros.core.validation import finite_vector
 
 JOINT_FIELD = "joints"
 
@@ -124,9 +125,10 @@ class ObjectFilter:
                 linvel: ArrayLike | None = None, angvel: ArrayLike | None = None) -> bool:
         """Fuse a world pose measured at ``t`` (and the world linear / angular velocity if
         the tracker measures them); False if out of order. ValueError on bad values."""
-        pos = _finite3(position, f"{self.spec.name} position")
+        pos = finite_vector(position, 3, f"{self.spec.name} position")
         z = pos - self.origin
-        rate = None if linvel is None else _finite3(linvel, f"{self.spec.name} linear velocity")
+        rate = (None if linvel is None
+                else finite_vector(linvel, 3, f"{self.spec.name} linear velocity"))
         if self.spec.oriented:
             reference = None
             kf = self.kalman
@@ -136,7 +138,7 @@ class ObjectFilter:
             z = np.concatenate([z, angles])
             if rate is not None:
                 rates = (np.full(3, np.nan) if angvel is None else euler_xyz_rates(
-                    angles, _finite3(angvel, f"{self.spec.name} angular velocity")))
+                    angles, finite_vector(angvel, 3, f"{self.spec.name} angular velocity")))
                 rate = np.concatenate([rate, rates])
         return self.kalman.update(z, t, rate, self.rate_std)
 
@@ -244,10 +246,3 @@ class TaskStateAssembler:
                 bridged.append(obj.name)
         self.task.insert_goal_(torch.from_numpy(state), torch.from_numpy(g))  # writes state
         return AssembledState(state, g, oldest, tuple(bridged))
-
-
-def _finite3(values: ArrayLike, what: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape != (3,) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what} must be 3 finite numbers, got {values}")
-    return arr

@@ -7,7 +7,6 @@ predicted return and the members' disagreement along it.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -15,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from mbrl_ros.core.planners.rollout import PlanEvaluation, TrajectoryScorer
 from mbrl_ros.core.tasks.base import Task
+from mbrl_ros.core.validation import check_float, check_int
 
 
 @runtime_checkable
@@ -101,32 +100,6 @@ class PlanResult:
         return self.evaluation().disagreement
 
 
-def check_int(owner: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def check_float(
-    owner: str,
-    name: str,
-    value: Any,
-    low: float = -math.inf,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (v > low if low_open else v >= low)
-        ok = ok and (v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{owner}.{name} must be a finite number in {lo}{low}, {high}{hi}, "
-                         f"got {value!r}")
-
-
 @dataclass
 class PlannerConfig:
     """Settings shared by all planners.
@@ -146,17 +119,17 @@ class PlannerConfig:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        check_int(name, "horizon", self.horizon, 1)
-        check_int(name, "num_samples", self.num_samples, 1)
-        check_float(name, "risk_lambda", self.risk_lambda, 0.0)
-        check_int(name, "particles", self.particles, 1)
+        check_int(f"{name}.horizon", self.horizon, 1)
+        check_int(f"{name}.num_samples", self.num_samples, 1)
+        check_float(f"{name}.risk_lambda", self.risk_lambda, 0.0)
+        check_int(f"{name}.particles", self.particles, 1)
         if not isinstance(self.sample_dynamics, bool):
             raise ValueError(f"{name}.sample_dynamics must be a bool")
         if self.particles > 1 and not self.sample_dynamics:
             raise ValueError(f"{name}: particles > 1 needs sample_dynamics=True "
                              "(otherwise the particles are identical copies)")
         if self.seed is not None:
-            check_int(name, "seed", self.seed, 0)
+            check_int(f"{name}.seed", self.seed, 0)
 
 
 class Planner(ABC):

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.planners.base import Planner, PlannerConfig, check_float, check_int
+from mbrl_ros.core.planners.base import Planner, PlannerConfig
+from mbrl_ros.core.validation import check_float, check_int
 
 
 @dataclass
@@ -33,14 +34,14 @@ class CEMConfig(PlannerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        check_int(name, "iterations", self.iterations, 1)
-        check_int(name, "num_elites", self.num_elites, 1)
+        check_int(f"{name}.iterations", self.iterations, 1)
+        check_int(f"{name}.num_elites", self.num_elites, 1)
         if self.num_elites > self.num_samples:
             raise ValueError(f"{name}.num_elites ({self.num_elites}) must not exceed "
                              f"num_samples ({self.num_samples})")
-        check_float(name, "init_std", self.init_std, 0.0, low_open=True)
-        check_float(name, "min_std", self.min_std, 0.0)
-        check_float(name, "alpha", self.alpha, 0.0, 1.0, high_open=True)
+        check_float(f"{name}.init_std", self.init_std, 0.0, low_open=True)
+        check_float(f"{name}.min_std", self.min_std, 0.0)
+        check_float(f"{name}.alpha", self.alpha, 0.0, 1.0, high_open=True)
         for flag in ("warm_start", "include_mean"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{name}.{flag} must be a bool")

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.planners.base import Planner, PlannerConfig, check_float, check_int
+from mbrl_ros.core.planners.base import Planner, PlannerConfig
+from mbrl_ros.core.validation import check_float, check_int
 
 
 @dataclass
@@ -31,9 +32,9 @@ class GradientConfig(PlannerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        check_int(name, "iterations", self.iterations, 1)
-        check_float(name, "learning_rate", self.learning_rate, 0.0, low_open=True)
-        check_float(name, "init_std", self.init_std, 0.0)
+        check_int(f"{name}.iterations", self.iterations, 1)
+        check_float(f"{name}.learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_float(f"{name}.init_std", self.init_std, 0.0)
 
 
 class GradientPlanner(Planner):

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.planners.base import Planner, PlannerConfig, check_float
+from mbrl_ros.core.planners.base import Planner, PlannerConfig
+from mbrl_ros.core.validation import check_float
 
 
 @dataclass
@@ -33,11 +34,11 @@ class MPPIConfig(PlannerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        check_float(name, "gamma", self.gamma, 0.0)
-        check_float(name, "beta", self.beta, 0.0, 1.0, low_open=True)
-        check_float(name, "sigma", self.sigma, 0.0)
-        check_float(name, "low_noise_fraction", self.low_noise_fraction, 0.0, 1.0)
-        check_float(name, "low_noise_scale", self.low_noise_scale, 0.0)
+        check_float(f"{name}.gamma", self.gamma, 0.0)
+        check_float(f"{name}.beta", self.beta, 0.0, 1.0, low_open=True)
+        check_float(f"{name}.sigma", self.sigma, 0.0)
+        check_float(f"{name}.low_noise_fraction", self.low_noise_fraction, 0.0, 1.0)
+        check_float(f"{name}.low_noise_scale", self.low_noise_scale, 0.0)
 
 
 def filter_matrix(horizon: int, beta: float, device: torch.device | str = "cpu") -> tuple[

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.tasks.base import StateLayout, Task, check_last_dim, check_positive
+from mbrl_ros.core.tasks.base import StateLayout, Task
 from mbrl_ros.core.tasks.palm_kinematics import ADROIT_WRIST_CHAIN, WristChain
+from mbrl_ros.core.validation import check_last_dim, check_positive
 
 NUM_JOINTS = 24
 

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mbrl_ros.core.validation import check_finite, check_last_dim
+
 
 @dataclass(frozen=True)
 class StateLayout:
@@ -90,25 +92,6 @@ class StateLayout:
             out.append((name, offset, size))
             offset += size
         return out
-
-
-def check_last_dim(name: str, x: Tensor, dim: int) -> None:
-    """Raise ValueError unless ``x`` is a tensor whose last dimension is ``dim``."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < 1 or x.shape[-1] != dim:
-        raise ValueError(f"{name} must have last dimension {dim}, got shape {tuple(x.shape)}")
-
-
-def check_finite(name: str, x: Tensor) -> None:
-    """Raise ValueError if ``x`` holds NaN or infinite values."""
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains non-finite values")
-
-
-def check_positive(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 class Task(ABC):

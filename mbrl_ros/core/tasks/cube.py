@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.tasks.base import StateLayout, Task, check_last_dim, check_positive
+from mbrl_ros.core.tasks.base import StateLayout, Task
+from mbrl_ros.core.validation import check_last_dim, check_positive
 
 NUM_JOINTS = 24
 
