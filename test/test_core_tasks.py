@@ -352,3 +352,56 @@ def test_terminates_is_the_rewards_drop_flag_for_one_state():
     assert not cube.terminates(state, cube.episode_goals(0, 1)[0])
     state[cube.layout.start("cube_pos") + 2] = -0.2
     assert cube.terminates(state, cube.episode_goals(0, 1)[0])
+
+
+def test_a_new_task_is_one_class_and_one_registry_line(monkeypatch):
+    """The stack's task settings and builder are generated from the registered classes:
+    a task declares its settings dataclass, tracked objects and augmentation, nothing else
+    names it (no if/elif on task names)."""
+    import dataclasses
+
+    from mbrl_ros.core.estimation.state_assembly import TaskStateAssembler
+    from mbrl_ros.core.tasks import TASKS
+    from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
+    from mbrl_ros.core.tasks.stack_values import stack_task, task_defaults, task_settings
+
+    @dataclasses.dataclass(frozen=True)
+    class ReachSettings:
+        tolerance: float = setting(0.01, "how close counts as reached (m)", 0.0, 1.0)
+
+    class Reach(Task):
+        settings_type = ReachSettings
+        tracked_objects = (TrackedObject("puck", "puck_pos", "puck_vel"),)
+
+        def __init__(self, tolerance: float = 0.01, episode_length: int = 20) -> None:
+            layout = StateLayout((("joints", 2), ("puck_pos", 3), ("puck_vel", 3),
+                                  ("target", 3)))
+            super().__init__("reach", layout, action_dim=2, goal_dim=3,
+                             episode_length=episode_length, goal_fields=("target",))
+            self.tolerance = tolerance
+
+        @classmethod
+        def from_settings(cls, settings, episode_length=None):
+            extra = {} if episode_length is None else {"episode_length": episode_length}
+            return cls(settings.tolerance, **extra)
+
+        def episode_goals(self, seed, length=None):
+            return torch.zeros(self._episode_length_arg(length), 3)
+
+        def reward(self, states, actions, goals):
+            d = torch.linalg.vector_norm(states[..., 2:5] - goals, dim=-1)
+            return -d, d < 0
+
+        def step_error(self, states, goals):
+            return torch.linalg.vector_norm(states[..., 2:5] - goals, dim=-1)
+
+        def episode_success(self, errors, dropped):
+            return bool(errors.mean() < self.tolerance)
+
+    monkeypatch.setitem(TASKS, "reach", Reach)
+    assert task_settings()["reach.tolerance"][1].description == "how close counts as reached (m)"
+    assert task_defaults()["reach.tolerance"] == 0.01
+    task = stack_task("reach", episode_length=7, values={"reach.tolerance": 0.05})
+    assert isinstance(task, Reach) and task.tolerance == 0.05 and task.episode_length == 7
+    assert TaskStateAssembler(task).object_names == ("puck",)
+    assert task.augmentation is None

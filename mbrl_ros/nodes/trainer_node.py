@@ -44,7 +44,7 @@ from mbrl_ros.core.recorder import (
 )
 from mbrl_ros.core.retraining import RetrainOutcome, RetrainSettings, retrain
 from mbrl_ros.core.serialization import model_from_bytes
-from mbrl_ros.core.tasks import Task, double_by_ball_swap
+from mbrl_ros.core.tasks import Task
 from mbrl_ros.core.training import TrainConfig
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
@@ -80,8 +80,8 @@ PARAMS = [
           "(PDDM 90/10)", 0.01, 0.9),
     Param("train.from_scratch", True, "re-initialize the weights each job (PDDM); false "
           "warm-starts from the newest model unless the request asks for scratch"),
-    Param("train.ball_swap", True, "Baoding: double the training data by swapping the "
-          "identical balls (PDDM)"),
+    Param("train.ball_swap", True, "multiply the training data by the task's symmetries "
+          "(Task.augmentation; Baoding: swap the identical balls, PDDM)"),
     Param("train.seed", 0, "seed of the episode split and the weight initialization",
           0, 2**31 - 1),
     Param("train.log_every", 10, "a progress log line every this many epochs", 1, 100000),
@@ -123,8 +123,7 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
         from_scratch=from_scratch or p["train.from_scratch"],
         seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
-    augment = (double_by_ball_swap if task.name == "baoding" and p["train.ball_swap"]
-               else None)
+    augment = task.augmentation if p["train.ball_swap"] else None
     return RetrainSettings(
         architecture=architecture, train=train, val_fraction=p["train.val_fraction"],
         split_seed=p["train.seed"], augment=augment, eval_horizon=p["eval_horizon"],

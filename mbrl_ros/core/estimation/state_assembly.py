@@ -28,38 +28,10 @@ from mbrl_ros.core.estimation.kalman import (
     nearest_euler_xyz,
 )
 from mbrl_ros.core.tasks import Task
+from mbrl_ros.core.tasks.base import TrackedObject
 from mbrl_ros.core.validation import finite_vector
 
 JOINT_FIELD = "joints"
-
-
-@dataclass(frozen=True)
-class TrackedObject:
-    """Where one tracked object goes in the state: position/velocity fields, and for an
-    object whose orientation matters, its Euler angle and Euler rate fields."""
-
-    name: str
-    position_field: str
-    velocity_field: str
-    euler_field: str | None = None
-    euler_rate_field: str | None = None
-
-    @property
-    def oriented(self) -> bool:
-        return self.euler_field is not None
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        extra = (self.euler_field, self.euler_rate_field) if self.oriented else ()
-        return (self.position_field, self.velocity_field, *extra)
-
-
-#: The tracked objects of each task, by the names the tracker (and the simulator) uses.
-TASK_OBJECTS: dict[str, tuple[TrackedObject, ...]] = {
-    "baoding": (TrackedObject("ball1", "ball1_pos", "ball1_vel"),
-                TrackedObject("ball2", "ball2_pos", "ball2_vel")),
-    "cube": (TrackedObject("cube", "cube_pos", "cube_linvel", "cube_euler", "cube_angvel"),),
-}
 
 
 @dataclass(frozen=True)
@@ -162,11 +134,11 @@ class TaskStateAssembler:
 
     def __init__(self, task: Task, settings: KalmanSettings | None = None,
                  origins: Mapping[str, Sequence[float]] | None = None) -> None:
-        if task.name not in TASK_OBJECTS:
-            raise ValueError(f"no tracked-object description for task {task.name!r}")
+        if not task.tracked_objects:
+            raise ValueError(f"task {task.name!r} declares no tracked objects")
         self.task = task
         self.layout = task.layout
-        self.objects = TASK_OBJECTS[task.name]
+        self.objects = task.tracked_objects
         covered = {JOINT_FIELD, *task.goal_fields}
         for obj in self.objects:
             covered.update(obj.fields)

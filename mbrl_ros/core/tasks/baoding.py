@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.tasks.base import StateLayout, Task
+from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
 from mbrl_ros.core.tasks.palm_kinematics import ADROIT_WRIST_CHAIN, WristChain
 from mbrl_ros.core.validation import check_last_dim, check_positive
 
@@ -96,6 +98,37 @@ def double_by_ball_swap(batch: Batch) -> Batch:
 TARGET_FRAMES = ("palm", "world")
 
 
+@dataclass(frozen=True)
+class BaodingSettings:
+    """What the stack configures of the task (parameters ``baoding.<field>``), PDDM's
+    defaults: the targets on PDDM's ellipse in the palm frame, a ball below world z 0.06 m
+    dropped (our scene's world is PDDM's: the hand is mounted where PDDM mounts it)."""
+
+    target_frame: str = setting("palm", "frame the target ellipse is fixed in: palm (PDDM; "
+                                "the targets move with the wrist) or world",
+                                choices=TARGET_FRAMES)
+    target_centre: tuple[float, float] = setting(
+        (0.005, 0.055), "centre of the targets' ellipse (m): palm (x, z) or world (x, y)")
+    target_radii: tuple[float, float] = setting(
+        (0.02, 0.036), "radii of the targets' ellipse along the same two axes (m)")
+    plane_offset: float = setting(-0.07, "the ellipse's plane: palm y (palm frame) or world z "
+                                  "(world frame, only where the targets are drawn) (m)",
+                                  -10.0, 10.0)
+    start_angles: tuple[float, float] = setting(
+        (3.0 * math.pi / 4.0, -math.pi / 4.0), "angles of target 1 and 2 at step 0 (rad)")
+    period: int = setting(60, "control steps per turn of the targets", 2, 100000)
+    direction: int = setting(1, "+1 counter-clockwise, -1 clockwise (seen from above)", -1, 1)
+    drop_height: float = setting(0.06, "a ball below this world z (m) is dropped: -500 per "
+                                 "step, episode over", -10.0, 10.0)
+
+
+def _pair(name: str, value: Any) -> tuple[float, float]:
+    pair = [float(v) for v in value]
+    if len(pair) != 2:
+        raise ValueError(f"baoding.{name} needs 2 numbers, got {value}")
+    return pair[0], pair[1]
+
+
 class BaodingTask(Task):
     """Baoding balls (PDDM). Defaults are PDDM's, targets attached to the palm.
 
@@ -117,6 +150,29 @@ class BaodingTask(Task):
     with ``d_i`` the world-xy distance of ball i to target i. Success: no drop and the mean
     over steps of ``(d1 + d2) / 2`` below ``success_distance`` (2 cm).
     """
+
+    settings_type = BaodingSettings
+    tracked_objects = (TrackedObject("ball1", "ball1_pos", "ball1_vel"),
+                       TrackedObject("ball2", "ball2_pos", "ball2_vel"))
+
+    @classmethod
+    def from_settings(cls, settings: BaodingSettings, episode_length: int | None = None
+                      ) -> BaodingTask:
+        if int(settings.direction) not in (-1, 1):
+            raise ValueError("baoding.direction must be +1 or -1")
+        extra = {} if episode_length is None else {"episode_length": int(episode_length)}
+        return cls(frame=str(settings.target_frame),
+                   centre=_pair("target_centre", settings.target_centre),
+                   radii=_pair("target_radii", settings.target_radii),
+                   plane_offset=float(settings.plane_offset),
+                   start_angles=_pair("start_angles", settings.start_angles),
+                   period=int(settings.period), direction=int(settings.direction),
+                   drop_height=float(settings.drop_height), **extra)
+
+    @property
+    def augmentation(self) -> Callable[[Any], Any]:
+        """PDDM's: every transition again with the two (identical) balls' labels swapped."""
+        return double_by_ball_swap
 
     def __init__(
         self,

@@ -13,12 +13,13 @@ planner starting from ``s_t`` therefore needs ``goal_window(goals, t + 1, H)``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import Field, dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -94,6 +95,62 @@ class StateLayout:
         return out
 
 
+@dataclass(frozen=True)
+class TrackedObject:
+    """An object a tracker reports (by this name) and where it goes in the task's state:
+    position/velocity fields, and for an object whose orientation matters, its Euler angle
+    and Euler rate fields."""
+
+    name: str
+    position_field: str
+    velocity_field: str
+    euler_field: str | None = None
+    euler_rate_field: str | None = None
+
+    @property
+    def oriented(self) -> bool:
+        return self.euler_field is not None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        extra = (self.euler_field, self.euler_rate_field) if self.oriented else ()
+        return (self.position_field, self.velocity_field, *extra)
+
+
+def setting(default: Any, description: str, low: float | None = None,
+            high: float | None = None, choices: Sequence[str] | None = None) -> Any:
+    """A field of a task's settings dataclass: one stack parameter ``<task>.<field>`` with
+    its PDDM default, the description ``ros2 param describe`` shows, and its range."""
+    limits = () if low is None else (low, high)
+    meta = {"description": description, "limits": limits,
+            "choices": None if choices is None else tuple(choices)}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One declared task setting, as the parameter generators read it."""
+
+    name: str
+    default: Any
+    description: str
+    limits: tuple[float, ...]
+    choices: tuple[str, ...] | None
+
+
+def setting_specs(settings_type: type | None) -> list[SettingSpec]:
+    """The declared settings of a task's settings dataclass (none for ``None``)."""
+    if settings_type is None:
+        return []
+    out = []
+    for f in fields(settings_type):
+        assert isinstance(f, Field)
+        meta = f.metadata
+        out.append(SettingSpec(f.name, f.default, meta.get("description", f.name),
+                               tuple(meta.get("limits", ())), meta.get("choices")))
+    return out
+
+
 class Task(ABC):
     """Reward, termination, goals and metrics of one manipulation task.
 
@@ -101,7 +158,28 @@ class Task(ABC):
     :meth:`episode_success`; :meth:`step_score` defaults to ``-step_error``.
     ``termination_reward`` is the per-step reward a planner books for every step after a
     predicted rollout terminated (PDDM keeps charging the drop penalty).
+
+    A task is one unit: besides its rewards it declares what the stack needs to know about
+    it (class attributes) and nothing else names it. ``settings_type``: a frozen dataclass
+    of :func:`setting` fields, the stack's ``<task>.<field>`` parameters, turned into a task
+    by :meth:`from_settings`. ``tracked_objects``: what the estimator filters and where in
+    the state it goes. :attr:`augmentation`: how training data may be multiplied.
     """
+
+    settings_type: ClassVar[type | None] = None
+    tracked_objects: ClassVar[tuple[TrackedObject, ...]] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Any, episode_length: int | None = None) -> Task:
+        """The task for a ``settings_type`` instance (``episode_length`` None: its own)."""
+        del settings
+        return cls() if episode_length is None else cls(episode_length=episode_length)
+
+    @property
+    def augmentation(self) -> Callable[[Any], Any] | None:
+        """A function that multiplies a training batch by the task's symmetries (e.g. the
+        Baoding balls' swap), or None."""
+        return None
 
     def __init__(
         self,

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.tasks.base import StateLayout, Task
+from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
 from mbrl_ros.core.validation import check_last_dim, check_positive
 
 NUM_JOINTS = 24
@@ -53,6 +54,21 @@ DEFAULT_CUBE_GOALS: dict[str, tuple[float, float, float]] = {
 SEEDED_GOAL = "seeded"
 
 
+@dataclass(frozen=True)
+class CubeSettings:
+    """What the stack configures of the task (parameters ``cube.<field>``): PDDM's goal
+    held for the whole episode, and its drop criterion on the cube's z offset from its
+    start position (PDDM's slide joints), so PDDM's -0.1 m holds."""
+
+    goal: str = setting(SEEDED_GOAL, "goal orientation held for the whole episode: left / "
+                        "right (-/+1.5 rad about the cube's z), up / down (+/-1.5 rad about "
+                        "x), or seeded (episode seed s picks goal s mod 4 of left, right, up, "
+                        "down)", choices=(SEEDED_GOAL, *DEFAULT_CUBE_GOALS))
+    drop_height: float = setting(-0.1, "a cube whose z offset from its start position (m, "
+                                 "the state's cube_pos, as PDDM) is below this is dropped",
+                                 -10.0, 10.0)
+
+
 class CubeTask(Task):
     """Cube reorientation (PDDM): one goal held for the whole episode (70 steps).
 
@@ -68,6 +84,16 @@ class CubeTask(Task):
     onwards (``errors[success_from_step:]``) is below ``success_error`` (0.2 rad). An episode
     of at most ``success_from_step`` steps is judged on its last step.
     """
+
+    settings_type = CubeSettings
+    tracked_objects = (TrackedObject("cube", "cube_pos", "cube_linvel", "cube_euler",
+                                     "cube_angvel"),)
+
+    @classmethod
+    def from_settings(cls, settings: CubeSettings, episode_length: int | None = None
+                      ) -> CubeTask:
+        extra = {} if episode_length is None else {"episode_length": int(episode_length)}
+        return cls(goal=str(settings.goal), drop_height=float(settings.drop_height), **extra)
 
     def __init__(
         self,
