@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mbrl_ros.sim.action_map import ActionMap
+from mbrl_ros.core.robot.action_map import ActionMap
 from mbrl_ros.sim.adroit import PDDM_CTRL_RANGE
 from mbrl_ros.sim.scene_baoding import PDDM_BAODING_KEY
 from mbrl_ros.sim.scene_cube import PDDM_CUBE_KEY

@@ -29,15 +29,16 @@ from mbrl_ros.core.estimation.step_sync import (
     SyncLimits,
     SyncResult,
 )
+from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.msg import GoalSchedule, ObjectStates, StateField, TaskState
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
-from mbrl_ros.sim.adroit import HAND_JOINT_NAMES
-from mbrl_ros.sim.scene_cube import CUBE_SPAWN_POS
 from mbrl_ros.srv import ResetEpisode
+
+DEFAULT_ROBOT = load_robot()
 
 KALMAN = [
     Param("kalman.position_noise_std", 0.001, "tracker position noise std (m)", 0.0, 1.0,
@@ -61,8 +62,12 @@ KALMAN = [
 ]
 PARAMS = [
     *TASK_PARAMS,
-    Param("joints", list(HAND_JOINT_NAMES), "names of the state's 24 joints in the task's "
-          "order (PDDM's actuator order), as they appear in joint_states", read_only=True),
+    Param("robot", "", "robot description YAML (joints, object origins; see "
+          "mbrl_ros/robots/adroit_hand.yaml); empty: the built-in Adroit ShadowHand",
+          read_only=True),
+    Param("joints", list(DEFAULT_ROBOT.joints), "names of the state's joints in the task's "
+          "order (the robot's; PDDM's actuator order), as they appear in joint_states",
+          read_only=True),
     Param("ignore_extra_joints", False, "accept joint_states that also list joints outside "
           "'joints' (e.g. a robot arm's) and ignore those; false rejects such messages"),
     Param("control_period_s", 0.1, "control period (PDDM 0.1 s): steps are "
@@ -75,7 +80,8 @@ PARAMS = [
           "old: the state is flagged stale", 0.001, 60.0),
     Param("max_measurement_age_s", 1.0, "object readings older than this (s) relative to "
           "the newest joint reading are discarded as late", 0.001, 60.0),
-    Param("cube_position_origin", list(CUBE_SPAWN_POS), "world point (m) the cube's "
+    Param("cube_position_origin", list(DEFAULT_ROBOT.object_origins["cube"]), "world point "
+          "(m) the cube's "
           "state position is measured from (PDDM: its slide joints, zero at the spawn "
           "point of the simulated cube)", read_only=True),
     Param("frame_id", "world", "frame_id of the published task states", read_only=True),
@@ -92,8 +98,12 @@ def _check_params(values: dict[str, Any]) -> str | None:
     if problem:
         return problem
     joints = values["joints"]
-    if len(joints) != len(HAND_JOINT_NAMES) or len(set(joints)) != len(joints):
-        return f"joints must be {len(HAND_JOINT_NAMES)} distinct names, got {joints}"
+    try:
+        robot = load_robot(values["robot"])
+    except ValueError as exc:
+        return str(exc)
+    if len(joints) != robot.num_joints or len(set(joints)) != len(joints):
+        return f"joints must be {robot.num_joints} distinct names, got {joints}"
     origin = values["cube_position_origin"]
     if len(origin) != 3:
         return f"cube_position_origin needs 3 numbers, got {origin}"
@@ -117,7 +127,11 @@ class StateEstimatorNode(Node):
             initial_angular_rate_std=p["kalman.initial_angular_vel_std"],
             linear_velocity_noise_std=p["kalman.linear_velocity_noise_std"],
             angular_velocity_noise_std=p["kalman.angular_velocity_noise_std"])
-        origins = {"cube": p["cube_position_origin"]} if self.task.name == "cube" else None
+        robot = load_robot(p["robot"])
+        origins = {o.name: robot.object_origins[o.name] for o in self.task.tracked_objects
+                   if o.name in robot.object_origins}
+        if "cube" in origins:  # the parameter overrides the robot's
+            origins["cube"] = p["cube_position_origin"]
         self.assembler = TaskStateAssembler(self.task, settings, origins)
         self.joints = list(p["joints"])
         self.period_s = float(p["control_period_s"])

@@ -36,6 +36,8 @@ from mbrl_ros.core.control_types import HOLD, Command, StateInput
 from mbrl_ros.core.model_check import ModelRejected, load_checked_model
 from mbrl_ros.core.planners import tune_malloc_for_planning
 from mbrl_ros.core.realtime import PlanningLoop
+from mbrl_ros.core.robot.action_map import ActionMap
+from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, PlannerStats, TaskState
 from mbrl_ros.nodes import conversions as conv
@@ -50,7 +52,6 @@ from mbrl_ros.nodes.planner_params import (
 )
 from mbrl_ros.nodes.runtime import cap_torch_threads, run_node
 from mbrl_ros.nodes.task_params import task_from_params
-from mbrl_ros.sim import HAND_JOINT_NAMES, ActionMap, build_scene
 from mbrl_ros.srv import GetStatus
 
 MISS_WINDOW_S = 5.0  # diagnostics WARN while deadline misses grew within this window
@@ -75,8 +76,12 @@ class MpcPlannerNode(Node):
         self._end_at_drop = bool(p["end_at_drop"])
         self.lockstep = p["mode"] == "lockstep"
         self.frame = p["frame_id"]
+        self.robot = load_robot(p["robot"])
+        if self.robot.num_joints != self.task.action_dim:
+            raise ValueError(f"robot {self.robot.name!r} has {self.robot.num_joints} joints, "
+                             f"task {self.task.name!r} acts on {self.task.action_dim}")
         self.joints = list(p["joints"])
-        self._perm = np.array([HAND_JOINT_NAMES.index(j) for j in self.joints])
+        self._perm = self.robot.order_of(self.joints)  # joints order -> robot order index
         self.action_map = self._build_action_map(p)
         self._objects = object_position_fields(self.task)
         self._joint_slice = (self.task.layout.slice("joints")
@@ -147,16 +152,15 @@ class MpcPlannerNode(Node):
 
     # ----- set-up -------------------------------------------------------------------------
     def _build_action_map(self, p: dict[str, Any]) -> ActionMap:
-        """PDDM's action map in ``joints`` order; missing pieces come from the sim scene."""
+        """PDDM's action map in ``joints`` order; the pieces not set come from the robot."""
         mid, low, high = (np.asarray(p[f"action_map.{k}"], dtype=np.float64)
                           for k in ("mid", "low", "high"))
         scale = float(p["action_map.scale"])
-        if not (mid.size and low.size and high.size and scale > 0):
-            scene_map = build_scene(self.task.name).action_map()
-            mid = mid if mid.size else scene_map.mid[self._perm]
-            low = low if low.size else scene_map.low[self._perm]
-            high = high if high.size else scene_map.high[self._perm]
-            scale = scale if scale > 0 else scene_map.scale
+        robot_map = self.robot.action_map(self.task.name)
+        mid = mid if mid.size else robot_map.mid[self._perm]
+        low = low if low.size else robot_map.low[self._perm]
+        high = high if high.size else robot_map.high[self._perm]
+        scale = scale if scale > 0 else robot_map.scale
         return ActionMap(mid, np.stack([low, high], axis=-1), scale)
 
     def _start_timer(self, rate_hz: float) -> None:

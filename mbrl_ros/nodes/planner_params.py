@@ -13,9 +13,9 @@ from rcl_interfaces.msg import ParameterDescriptor
 from mbrl_ros.core.control_types import POLICIES, PlannerSettings
 from mbrl_ros.core.exploration import INITIAL_ACTIONS, ExplorationConfig
 from mbrl_ros.core.planners import PLANNERS
+from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.nodes.parameters import Param
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params
-from mbrl_ros.sim import HAND_JOINT_NAMES
 
 #: ``inference_dtype`` values -> torch dtypes (EnsembleDynamics.set_inference_dtype).
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -90,16 +90,19 @@ PARAMS = [
     Param("seed", 0, "seed of the planner's sampling and of the exploration (per episode: "
           "with the episode id)", 0, 2**31 - 1, read_only=True),
     Param("frame_id", "world", "frame of planned_action and plan markers", read_only=True),
-    Param("joints", list(HAND_JOINT_NAMES), "joint order of joint_commands and planned_action",
-          read_only=True),
-    _ListParam("action_map.mid", [], "action 0 pose (rad, joints order); empty: the simulated "
-               "scene's keyframe", read_only=True),
+    Param("robot", "", "robot description YAML (joints, command limits, each task's pose and "
+          "action scale; see mbrl_ros/robots/adroit_hand.yaml); empty: the built-in Adroit "
+          "ShadowHand", read_only=True),
+    Param("joints", list(load_robot().joints), "joint order of joint_commands and "
+          "planned_action: a permutation of the robot's joints", read_only=True),
+    _ListParam("action_map.mid", [], "action 0 pose (rad, joints order); empty: the robot's "
+               "pose for the task", read_only=True),
     _ListParam("action_map.low", [], "lower joint command limits (rad, joints order); empty: "
-               "the simulated scene's", read_only=True),
+               "the robot's", read_only=True),
     _ListParam("action_map.high", [], "upper joint command limits (rad, joints order); empty: "
-               "the simulated scene's", read_only=True),
-    Param("action_map.scale", 0.0, "fraction of the range reached at |a| = 1; 0: the scene's "
-          "(PDDM: Baoding 0.9, cube 1.0)", 0.0, 1.0, read_only=True),
+               "the robot's", read_only=True),
+    Param("action_map.scale", 0.0, "fraction of the range reached at |a| = 1; 0: the robot's "
+          "for the task (PDDM: Baoding 0.9, cube 1.0)", 0.0, 1.0, read_only=True),
 ]
 
 
@@ -140,8 +143,10 @@ def _check_exploration(values: dict[str, Any]) -> str | None:
 
 def _check_joints(values: dict[str, Any]) -> str | None:
     joints = values["joints"]
-    if sorted(joints) != sorted(HAND_JOINT_NAMES):
-        return f"joints must be a permutation of the hand's 24 joints, got {joints}"
+    try:
+        load_robot(values["robot"]).order_of(joints)
+    except ValueError as exc:
+        return str(exc)
     for key in ("action_map.mid", "action_map.low", "action_map.high"):
         if len(values[key]) not in (0, len(joints)):
             return f"{key} needs {len(joints)} values (joints order) or none, got " \

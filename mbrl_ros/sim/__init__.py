@@ -11,9 +11,9 @@ from mbrl_ros.sim.gl_backend import select_gl_backend
 select_gl_backend()  # must precede the first ``import mujoco`` of the process
 
 # ruff: noqa: E402  (the imports below must come after the backend choice)
+from mbrl_ros.core.robot.action_map import ActionMap
 from mbrl_ros.sim import scene_baoding as _scene_baoding  # registers "baoding"
 from mbrl_ros.sim import scene_cube as _scene_cube  # registers "cube"
-from mbrl_ros.sim.action_map import ActionMap
 from mbrl_ros.sim.adroit import HAND_JOINT_NAMES, HandPhysics, adroit_asset_dir
 from mbrl_ros.sim.geometry import GeomPrimitive, scene_primitives
 from mbrl_ros.sim.guard import route_mujoco_warnings

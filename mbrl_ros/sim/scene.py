@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from mbrl_ros.sim.action_map import ActionMap
+from mbrl_ros.core.robot.action_map import ActionMap
 from mbrl_ros.sim.adroit import HAND_JOINT_NAMES, check_hand_order
 from mbrl_ros.sim.layout import ObsLayout
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from mbrl_ros.sim.action_map import ActionMap
+from mbrl_ros.core.robot.action_map import ActionMap
 from mbrl_ros.sim.geometry import GeomPrimitive, scene_primitives
 from mbrl_ros.sim.guard import PhysicsGuard
 from mbrl_ros.sim.observation import Observation, StepResult
