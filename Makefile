@@ -16,7 +16,8 @@ PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
-        bench-learning bench-closed-loop bench-warm-start bench-soak clean distclean
+        bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-soak clean \
+        distclean
 
 help:
 	@echo "make demo   run the main job on the simulated hand (sets everything up first)"
@@ -26,6 +27,8 @@ help:
 	@echo "            resumable; BUDGET=pddm (default: the 100k-transition bar)|standard|short)"
 	@echo "make bench-closed-loop / bench-warm-start  planner variants (PDDM, bfloat16, gentle)"
 	@echo "            closed loop / warm-started training, on bench-learning BUDGET=pddm's run"
+	@echo "make bench-checkpoints RUN=runs/bench_learning/<budget>/<run>  evaluation episodes"
+	@echo "            on a learned run's checkpoints, per planner variant (learning curves)"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
 	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
 	@echo "            soak_realtime.json)"
@@ -91,6 +94,10 @@ bench-closed-loop: $(STAMPS)/install
 
 bench-warm-start: $(STAMPS)/install
 	$(VPY) bench/bench_warm_start.py --out bench/results/warm_start.json
+
+RUN ?= runs/bench_learning/pddm_explore/baoding_mppi_learned_seed0
+bench-checkpoints: $(STAMPS)/install
+	$(VPY) bench/bench_checkpoints.py --run $(RUN)
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800

@@ -64,13 +64,24 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
     models = sorted((run / "models").glob("iteration_*.model"))
     for script, args in (("bench_closed_loop.py", ["--model", str(models[-1]), "--episodes", "1"]),
                          ("bench_warm_start.py", ["--run", str(run), "--back", "0",
-                                                  "--warm-epochs", "1"])):
+                                                  "--warm-epochs", "1"]),
+                         ("bench_checkpoints.py", ["--run", str(run), "--every", "1",
+                                                   "--episodes", "1", "--variants",
+                                                   "pddm,moderate", "--dtype", "float32",
+                                                   "--perfect-runs", str(tmp_path / "runs")])):
         out = tmp_path / "results" / script.replace(".py", ".json")
         proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)],
                               capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         result = json.loads(out.read_text())
-        if script == "bench_closed_loop.py":
+        if script == "bench_checkpoints.py":
+            (row,) = result["checkpoints"]  # the smoke run trains one model (iteration 1)
+            assert row["iteration"] == 1 and row["transitions"] > 0
+            assert set(row["by_variant"]) == {"pddm", "moderate"}
+            assert 0.0 <= row["by_variant"]["moderate"]["drop_rate"] <= 1.0
+            assert result["perfect_score"] < 0  # the smoke run's perfect-model episode
+            assert out.with_suffix(".png").stat().st_size > 10_000
+        elif script == "bench_closed_loop.py":
             assert set(result["by_variant"]) == {"pddm", "pddm_bf16", "gentle"}
             assert result["bf16_speedup_p50"] > 0
         else:

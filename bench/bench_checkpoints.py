@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Learning curves from evaluation episodes: a learned run's checkpoints, closed loop.
+
+What: every ``--every``-th model a learned Baoding run saved (``models/iteration_*.model``)
+plans fixed evaluation episodes (the same seeds for every checkpoint; they add no data)
+with one or more planner variants:
+- ``pddm``: PDDM's settings (N 700, H 7, gamma 20, beta 0.6, sigma 0.9);
+- ``moderate``: gamma 10, sigma 0.5 (a softer weighting and narrower sampling);
+- ``gentle``: gamma 5, sigma 0.5.
+Per checkpoint and variant: drop rate, success rate (no drop, mean error < 2 cm), steps kept,
+tracking error and PDDM's score with its ratio to the perfect-model bound (the learning
+benchmark's perfect-model runs, when they exist). This separates what the data taught the
+model from how the run's own (data-collecting) planner acts on it.
+
+Resumable: results accumulate in ``--out``; an evaluated (checkpoint, variant) is not redone.
+Run: ``.venv/bin/python bench/bench_checkpoints.py --run runs/bench_learning/pddm_explore/
+baoding_mppi_learned_seed0 [--every 5] [--episodes 6] [--variants pddm,moderate]``
+(writes ``bench/results/checkpoints_<run>.json`` and ``.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bench_closed_loop import episode
+
+from mbrl_ros.core.mpc import ModelPredictiveController
+from mbrl_ros.core.serialization import load_model
+from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, planner_settings
+from mbrl_ros.results.metrics_log import read_metrics
+from mbrl_ros.sim.gym_env import HandEnv
+
+import benchlib
+from learning.pddm_run import RunSpec, planner_values
+
+log = benchlib.Logger("bench_checkpoints")
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "pddm": {},
+    "moderate": {"gamma": 10.0, "sigma": 0.5},
+    "gentle": {"gamma": 5.0, "sigma": 0.5},
+}
+PERFECT_RUNS = Path("runs/bench_learning/pddm")
+EVAL_SEED = 5000  # evaluation episodes: seeds 5000.. (the runs use s * 1_000_003 + e)
+
+
+def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
+    """(iteration, model path) of every ``every``-th checkpoint and the newest."""
+    found = sorted((int(m.group(1)), p) for p in (run / "models").glob("iteration_*.model")
+                   if (m := re.fullmatch(r"iteration_(\d+)\.model", p.name)))
+    picked = [c for c in found if c[0] % every == 0]
+    if found and (not picked or picked[-1] != found[-1]):
+        picked.append(found[-1])
+    return picked
+
+
+def transitions_before(run: Path, iteration: int) -> int:
+    """Real transitions the model of ``iteration`` was trained on (all earlier episodes)."""
+    rows = [r for r in read_metrics(run / "metrics.csv") if int(r["iteration"]) < iteration]
+    return int(rows[-1]["transitions"]) if rows else 0
+
+
+def perfect_score(runs: Path) -> float | None:
+    rows = [r for p in sorted(runs.glob("baoding_mppi_true_seed*/metrics.csv"))
+            for r in read_metrics(p) if r["policy"] == "mpc"]
+    return float(np.mean([r["score"] for r in rows])) if rows else None
+
+
+def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int
+             ) -> dict[str, Any]:
+    values = planner_values(RunSpec(task="baoding", planner_overrides=overrides))
+    settings = planner_settings(values)
+    model, _ = load_model(path)
+    model.set_inference_dtype(INFERENCE_DTYPES[dtype])
+    mpc = ModelPredictiveController(settings.build(model, env.task), env.task)
+    eps = [episode(env, mpc, seed=EVAL_SEED + k, horizon=settings.horizon)
+           for k in range(episodes)]
+    return {"episodes": episodes,
+            "drop_rate": float(np.mean([e["drop"] for e in eps])),
+            "success_rate": float(np.mean([e["success"] for e in eps])),
+            "steps": float(np.mean([e["steps"] for e in eps])),
+            "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
+            "score": float(np.mean([e["score"] for e in eps]))}
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["checkpoints"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name in result["variants"]:
+        pts = [(r["transitions"], r["by_variant"][name]) for r in rows if name in r["by_variant"]]
+        if not pts:
+            continue
+        x = [p[0] for p in pts]
+        axes[0].plot(x, [100 * p[1]["tracking_error"] for p in pts], "o-", label=name)
+        axes[1].plot(x, [p[1]["drop_rate"] for p in pts], "o-", label=name)
+        axes[2].plot(x, [p[1]["success_rate"] for p in pts], "o-", label=name)
+    if result.get("perfect_tracking_error") is not None:
+        axes[0].axhline(100 * result["perfect_tracking_error"], color="k", ls="--",
+                        label="perfect model")
+    for ax, title in zip(axes, ("tracking error (cm)", "drop rate", "success rate"),
+                         strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("real transitions")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{result['run']}: evaluation episodes per checkpoint")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--episodes", type=int, default=6)
+    parser.add_argument("--variants", default="pddm,moderate")
+    parser.add_argument("--dtype", choices=sorted(INFERENCE_DTYPES), default="bfloat16")
+    parser.add_argument("--perfect-runs", type=Path, default=PERFECT_RUNS)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown or args.every < 1 or args.episodes < 1:
+        parser.error(f"unknown variants {sorted(unknown)} or bad --every/--episodes")
+    picked = checkpoints(args.run, args.every)
+    if not picked:
+        log(f"no checkpoints in {args.run / 'models'}")
+        return 2
+    out = args.out or benchlib.RESULTS / f"checkpoints_{args.run.parent.name}_{args.run.name}.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
+    done = {(r["iteration"], v): r["by_variant"][v] for r in old.get("checkpoints", [])
+            for v in r["by_variant"]}
+    torch.set_num_threads(1)
+    env = HandEnv("baoding")
+    perfect = perfect_score(args.perfect_runs)
+    result: dict[str, Any] = {
+        "benchmark": "checkpoints", "run": str(args.run), "episodes": args.episodes,
+        "eval_seeds": [EVAL_SEED, EVAL_SEED + args.episodes - 1], "inference_dtype": args.dtype,
+        "variants": {v: VARIANTS[v] for v in variants}, "perfect_score": perfect,
+        "perfect_tracking_error": None if perfect is None else -perfect / 2.0,
+        "checkpoints": []}
+    for iteration, path in picked:
+        row = {"iteration": iteration, "transitions": transitions_before(args.run, iteration),
+               "by_variant": {}}
+        for name in variants:
+            res = done.get((iteration, name))
+            if res is None:
+                res = evaluate(env, path, VARIANTS[name], args.dtype, args.episodes)
+                if perfect is not None and res["score"] < 0:
+                    res["score_ratio_to_perfect"] = perfect / res["score"]
+                log(f"iteration {iteration} ({row['transitions']} transitions) {name}: drops "
+                    f"{res['drop_rate']:.0%}, successes {res['success_rate']:.0%}, steps "
+                    f"{res['steps']:.1f}, error {100 * res['tracking_error']:.2f} cm")
+            row["by_variant"][name] = res
+        result["checkpoints"].append(row)
+        benchlib.write_result(out, result)  # after every checkpoint: resumable
+    plot(result, out.with_suffix(".png"))
+    log(f"{out} and {out.with_suffix('.png')}; cpu {benchlib.cpu_model()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
