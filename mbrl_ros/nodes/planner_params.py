@@ -1,5 +1,7 @@
 """The ``mpc_planner`` node's parameters: schema, cross-checks, and the core settings they
-describe (planner, exploration). Runtime-changeable: policy, planner, num_samples, horizon,
+describe (planner, exploration). The planners' own parameters are generated from their
+config dataclasses (``tunable`` fields: name, description, range, runtime-changeable), so
+adding a planner is one module and one registry line. Runtime-changeable: policy, planner, num_samples, horizon,
 gamma, beta, sigma, risk_lambda, control_rate_hz, state_timeout_s; the rest is read-only.
 """
 
@@ -13,6 +15,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from mbrl_ros.core.control_types import POLICIES, PlannerSettings
 from mbrl_ros.core.exploration import INITIAL_ACTIONS, ExplorationConfig
 from mbrl_ros.core.planners import PLANNERS
+from mbrl_ros.core.planners.base import tunables
 from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.nodes.parameters import Param
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params
@@ -31,6 +34,17 @@ class _ListParam(Param):
         return desc
 
 
+def planner_params() -> list[Param]:
+    """One parameter per tunable config field of every registered planner (the planners
+    declare them: ``core.planners.base.tunable``); a field several planners share once."""
+    out: dict[str, Param] = {}
+    for cls in PLANNERS.values():
+        for _, default, t in tunables(cls.config_class):
+            out.setdefault(t.param, Param(t.param, default, t.description, t.low, t.high,
+                                          read_only=not t.runtime))
+    return list(out.values())
+
+
 PARAMS = [
     *TASK_PARAMS,
     Param("mode", "lockstep", "lockstep: plan on each new state and answer at once; realtime: "
@@ -42,28 +56,7 @@ PARAMS = [
           choices=POLICIES),
     Param("planner", "mppi", "core planner: mppi (PDDM), cem, random (shooting), gradient",
           choices=tuple(PLANNERS)),
-    Param("num_samples", 700, "action sequences per plan, N (PDDM Baoding 700)", 1, 1_000_000),
-    Param("horizon", 7, "planning horizon H in control steps (PDDM 7)", 1, 1000),
-    Param("gamma", 20.0, "MPPI reward-weighting temperature (PDDM Baoding 20)", 0.0, 1e6),
-    Param("beta", 0.6, "MPPI action filter coefficient in (0, 1] (PDDM 0.6)", 0.0, 1.0),
-    Param("sigma", 0.9, "MPPI sampling noise std (PDDM 0.9)", 0.0, 100.0),
-    Param("risk_lambda", 0.0, "score = mean - lambda * std of the ensemble's returns "
-          "(0: PDDM's mean)", 0.0, 1e6),
-    Param("cem.iterations", 5, "CEM refits per plan", 1, 1000, read_only=True),
-    Param("cem.num_elites", 50, "CEM elites kept per iteration (<= num_samples)", 1,
-          1_000_000, read_only=True),
-    Param("cem.init_std", 0.5, "CEM initial sampling std", 1e-6, 10.0, read_only=True),
-    Param("cem.min_std", 0.05, "CEM floor of the sampling std", 0.0, 10.0, read_only=True),
-    Param("cem.alpha", 0.0, "CEM smoothing of mean/std between iterations", 0.0, 0.999,
-          read_only=True),
-    Param("gradient.restarts", 8, "gradient planner: sequences optimized in parallel (it "
-          "ignores num_samples)", 1, 100_000, read_only=True),
-    Param("gradient.iterations", 20, "gradient planner: Adam steps per plan", 1, 100_000,
-          read_only=True),
-    Param("gradient.learning_rate", 0.05, "gradient planner: Adam step size", 1e-9, 10.0,
-          read_only=True),
-    Param("gradient.init_std", 0.3, "gradient planner: noise of the restarts around the warm "
-          "start", 0.0, 10.0, read_only=True),
+    *planner_params(),
     Param("exploration.vel_min", 0.05, "random policy: smallest per-step action velocity "
           "(PDDM 0.05)", 0.0, 2.0, read_only=True),
     Param("exploration.vel_max", 0.15, "random policy: largest per-step action velocity "
@@ -107,19 +100,13 @@ PARAMS = [
 
 
 def planner_settings(values: dict[str, Any]) -> PlannerSettings:
-    """The core planner settings the parameters describe."""
+    """The core planner settings the parameters describe: the chosen planner's tunable
+    config fields from their parameters (see :func:`planner_params`)."""
     name = values["planner"]
-    options: dict[str, Any] = {"horizon": values["horizon"], "num_samples": values["num_samples"],
-                               "risk_lambda": values["risk_lambda"], "seed": values["seed"]}
-    if name == "mppi":
-        options.update(gamma=values["gamma"], beta=values["beta"], sigma=values["sigma"])
-    elif name == "cem":
-        options.update({k: values[f"cem.{k}"] for k in
-                        ("iterations", "num_elites", "init_std", "min_std", "alpha")})
-    elif name == "gradient":
-        options.update(num_samples=values["gradient.restarts"],
-                       **{k: values[f"gradient.{k}"] for k in
-                          ("iterations", "learning_rate", "init_std")})
+    options: dict[str, Any] = {"seed": values["seed"]}
+    if name in PLANNERS:
+        options.update({field: values[t.param]
+                        for field, _, t in tunables(PLANNERS[name].config_class)})
     return PlannerSettings(name, options, values["device"])
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -100,6 +100,32 @@ class PlanResult:
         return self.evaluation().disagreement
 
 
+@dataclass(frozen=True)
+class Tunable:
+    """How a planner config field is exposed as a stack parameter: its name there (PDDM's
+    top-level names for the shared and MPPI fields, ``<planner>.<field>`` for the others),
+    description, range, and whether it may change while running."""
+
+    param: str
+    description: str
+    low: float
+    high: float
+    runtime: bool = False
+
+
+def tunable(default: Any, param: str, description: str, low: float, high: float,
+            runtime: bool = False) -> Any:
+    """A planner config field that is also a stack parameter (see :class:`Tunable`)."""
+    return field(default=default,
+                 metadata={"tunable": Tunable(param, description, low, high, runtime)})
+
+
+def tunables(config_class: type) -> list[tuple[str, Any, Tunable]]:
+    """``(field, default, Tunable)`` of every exposed field of a planner config class."""
+    return [(f.name, f.default, f.metadata["tunable"]) for f in fields(config_class)
+            if "tunable" in f.metadata]
+
+
 @dataclass
 class PlannerConfig:
     """Settings shared by all planners.
@@ -110,9 +136,12 @@ class PlannerConfig:
     ``seed``: seeds the planner's random generator (None: nondeterministic).
     """
 
-    horizon: int = 7
-    num_samples: int = 700
-    risk_lambda: float = 0.0
+    horizon: int = tunable(7, "horizon", "planning horizon H in control steps (PDDM 7)", 1,
+                           1000, runtime=True)
+    num_samples: int = tunable(700, "num_samples", "action sequences per plan, N (PDDM "
+                               "Baoding 700)", 1, 1_000_000, runtime=True)
+    risk_lambda: float = tunable(0.0, "risk_lambda", "score = mean - lambda * std of the "
+                                 "ensemble's returns (0: PDDM's mean)", 0.0, 1e6, runtime=True)
     particles: int = 1
     sample_dynamics: bool = False
     seed: int | None = None

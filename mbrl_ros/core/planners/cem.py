@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.planners.base import Planner, PlannerConfig
+from mbrl_ros.core.planners.base import Planner, PlannerConfig, tunable
 from mbrl_ros.core.validation import check_float, check_int
 
 
@@ -23,11 +23,13 @@ class CEMConfig(PlannerConfig):
     instead of zeros. The returned plan is the best sequence scored in any iteration.
     """
 
-    iterations: int = 5
-    num_elites: int = 50
-    init_std: float = 0.5
-    min_std: float = 0.05
-    alpha: float = 0.0
+    iterations: int = tunable(5, "cem.iterations", "CEM refits per plan", 1, 1000)
+    num_elites: int = tunable(50, "cem.num_elites", "CEM elites kept per iteration (<= "
+                              "num_samples)", 1, 1_000_000)
+    init_std: float = tunable(0.5, "cem.init_std", "CEM initial sampling std", 1e-6, 10.0)
+    min_std: float = tunable(0.05, "cem.min_std", "CEM floor of the sampling std", 0.0, 10.0)
+    alpha: float = tunable(0.0, "cem.alpha", "CEM smoothing of mean/std between iterations",
+                           0.0, 0.999)
     warm_start: bool = True
     include_mean: bool = True
 

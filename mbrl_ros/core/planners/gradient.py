@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.planners.base import Planner, PlannerConfig
+from mbrl_ros.core.planners.base import Planner, PlannerConfig, tunable
 from mbrl_ros.core.validation import check_float, check_int
 
 
@@ -24,10 +24,14 @@ from mbrl_ros.core.validation import check_float, check_int
 class GradientConfig(PlannerConfig):
     """``num_samples`` is the number of restarts optimized in parallel."""
 
-    num_samples: int = 8
-    iterations: int = 20
-    learning_rate: float = 0.05
-    init_std: float = 0.3
+    num_samples: int = tunable(8, "gradient.restarts", "gradient planner: sequences optimized "
+                               "in parallel (it ignores num_samples)", 1, 100_000)
+    iterations: int = tunable(20, "gradient.iterations", "gradient planner: Adam steps per "
+                              "plan", 1, 100_000)
+    learning_rate: float = tunable(0.05, "gradient.learning_rate", "gradient planner: Adam "
+                                   "step size", 1e-9, 10.0)
+    init_std: float = tunable(0.3, "gradient.init_std", "gradient planner: noise of the "
+                              "restarts around the warm start", 0.0, 10.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()

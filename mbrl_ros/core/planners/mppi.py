@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.planners.base import Planner, PlannerConfig
+from mbrl_ros.core.planners.base import Planner, PlannerConfig, tunable
 from mbrl_ros.core.validation import check_float
 
 
@@ -25,9 +25,12 @@ from mbrl_ros.core.validation import check_float
 class MPPIConfig(PlannerConfig):
     """PDDM's Baoding values are the defaults (H 7, N 700, gamma 20, beta 0.6, sigma 0.9)."""
 
-    gamma: float = 20.0
-    beta: float = 0.6
-    sigma: float = 0.9
+    gamma: float = tunable(20.0, "gamma", "MPPI reward-weighting temperature (PDDM Baoding "
+                           "20)", 0.0, 1e6, runtime=True)
+    beta: float = tunable(0.6, "beta", "MPPI action filter coefficient in (0, 1] (PDDM 0.6)",
+                          0.0, 1.0, runtime=True)
+    sigma: float = tunable(0.9, "sigma", "MPPI sampling noise std (PDDM 0.9)", 0.0, 100.0,
+                           runtime=True)
     low_noise_fraction: float = 0.1
     low_noise_scale: float = 0.3
 
