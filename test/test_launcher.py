@@ -152,7 +152,7 @@ def test_arguments_defaults_overrides_and_typed_params(fake_prefix):
     talker = plan.nodes[0]
     assert talker.params == {"greeting": "hola", "rate": 2.5}
     assert talker.param_files == [str(fake_prefix / "share/fakepkg/config/talker.yaml")]
-    assert talker.namespace == "demo" and talker.output == "screen"
+    assert talker.namespace == "/demo" and talker.output == "screen"
     full = launch_file.load(path, {"bogus": "1"})
     assert [n.label for n in full.nodes] == ["speaker", "ear"]
     assert full.nodes[1].remaps == [("heard", "chatter")]
@@ -164,7 +164,7 @@ def test_package_relative_launch_path(fake_prefix):
     assert path == fake_prefix / "share/fakepkg/launch/two.launch.yaml"
 
 
-def test_include_passes_arguments_and_scopes_them(tmp_path, fake_prefix):
+def test_include_passes_arguments(tmp_path, fake_prefix):
     _write(tmp_path, """
         launch:
         - arg: {name: who}
@@ -176,7 +176,7 @@ def test_include_passes_arguments_and_scopes_them(tmp_path, fake_prefix):
             file: $(dirname)/child.launch.yaml
             arg: [{name: who, value: first}]
         - include:
-            file: child.launch.yaml
+            file: $(dirname)/child.launch.yaml
             arg: [{name: who, value: second}]
         - set_env: {name: MBRL_TEST_ENV, value: $(env HOME)}
         """)

@@ -3,14 +3,23 @@
     mbrl-ros launch mbrl_ros baoding.launch.yaml mode:=lockstep
     mbrl-ros launch path/to/file.launch.yaml --show
     mbrl-ros demo
+
+``--show`` prints, in launch order, each ``set_env`` (``set_env NAME=value``) and each node's
+command line (name/value parameters inline as ``-p name:=value``) and creates no files.
+
+Exit code: when a node marked ``on_exit: shutdown`` (or named by ``--exit-with``) ends,
+``mbrl-ros launch`` stops everything and returns that node's exit code, so a failed or
+killed experiment shows as a failed launch. ``ros2 launch`` (launch 3.4.3) returns 0 in that
+case. Other codes: 0 after SIGINT/SIGTERM or ``--duration``, 2 for a bad launch file or
+command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from mbrl_ros.launch import launch_file, packages
@@ -21,18 +30,41 @@ DEMO_SECONDS = 1800.0  # a safety limit; the demo ends when its experiment does
 
 
 def _split_arguments(items: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Words (package, file) and ``name:=value`` assignments, read as ``ros2 launch`` reads
+    them: the last of a repeated name wins; ``:=value`` and ``name:=`` are malformed."""
     words, assignments = [], {}
     for item in items:
-        if ":=" in item:
-            key, value = item.split(":=", 1)
-            assignments[key] = value
-        else:
+        count = item.count(":=")
+        if not count:
             words.append(item)
+            continue
+        if item.startswith(":=") or (count == 1 and item.endswith(":=")):
+            raise ValueError(f"malformed launch argument '{item}', expected format "
+                             f"'<name>:=<value>'")
+        key, value = item.split(":=", 1)
+        assignments[key] = value
     return words, assignments
 
 
+def show(plan: launch_file.LaunchPlan) -> None:
+    """Print ``set_env`` values and node command lines in launch order (no files made)."""
+    shown: dict[str, str] = {}
+
+    def env_lines(env: dict[str, str]) -> None:
+        for name, value in env.items():
+            if shown.get(name) != value:
+                print(f"set_env {shlex.quote(f'{name}={value}')}")
+                shown[name] = value
+
+    for node in plan.nodes:
+        env_lines(node.launch_env)
+        prefix = ["env", *(f"{k}={v}" for k, v in node.env.items())] if node.env else []
+        print(shlex.join(prefix + node_command(node)))
+    env_lines(plan.env)
+
+
 def _launch(spec: str, assignments: dict[str, str], exit_with: str | None = None,
-            show: bool = False, duration: float | None = None) -> int:
+            show_only: bool = False, duration: float | None = None) -> int:
     try:
         plan = launch_file.load(launch_file.resolve_path(spec), assignments)
     except (launch_file.LaunchFileError, packages.PackageNotFoundError) as exc:
@@ -41,9 +73,14 @@ def _launch(spec: str, assignments: dict[str, str], exit_with: str | None = None
     for name in plan.unused_arguments:
         print(f"mbrl-ros launch: warning: argument '{name}' is not declared by the launch file",
               file=sys.stderr)
-    if show:
-        for node in plan.nodes:
-            print(" ".join(node_command(node, Path(tempfile.gettempdir()))))
+    for warning in plan.warnings:
+        print(f"mbrl-ros launch: warning: {warning}", file=sys.stderr)
+    if show_only:
+        try:
+            show(plan)
+        except packages.PackageNotFoundError as exc:
+            print(f"mbrl-ros launch: error: {exc}", file=sys.stderr)
+            return 2
         return 0
     try:
         group = ProcessGroup(plan, exit_with=exit_with, duration=duration)
@@ -77,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                            f"{DEMO_SECONDS:g})")
     args = parser.parse_args(argv)
 
-    words, assignments = _split_arguments(args.items)
+    try:
+        words, assignments = _split_arguments(args.items)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.command == "demo":
         if words:
             parser.error(f"demo takes only name:=value arguments, got {words}")
@@ -90,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
 def demo_main(assignments: dict[str, str], duration: float) -> int:
     """Runs demo.launch.yaml: PDDM's Baoding loop on the demo budget, results in runs/demo.
 
-    A previous demo's results are moved to ``runs/<run_name>.previous`` first, so every demo
-    learns from scratch (the trainer would otherwise resume the old dataset).
+    A previous demo's results are moved to ``<runs_dir>/<run_name>.previous`` first (runs_dir
+    defaults to runs), so every demo learns from scratch (the trainer would otherwise resume
+    the old dataset).
     """
-    run_dir = Path("runs") / assignments.get("run_name", "demo")
+    run_dir = Path(assignments.get("runs_dir", "runs")) / assignments.get("run_name", "demo")
     if run_dir.exists():
         previous = run_dir.with_name(run_dir.name + ".previous")
         shutil.rmtree(previous, ignore_errors=True)

@@ -37,25 +37,43 @@ def _die_with_parent() -> None:
         pass
 
 
-def node_command(node: NodeSpec, params_dir: Path) -> list[str]:
-    """The argv for ``node``: executable, its args, then ``--ros-args`` like launch_ros."""
-    cmd = [str(packages.executable(node.package, node.executable)), *node.args, "--ros-args"]
-    if node.name:
+def node_command(node: NodeSpec, params_dir: Path | None = None) -> list[str]:
+    """The argv for ``node``, laid out as launch_ros lays it out: executable, its args,
+    ``--ros-args`` and ``ros_args`` if any, then ``--ros-args`` with name, namespace,
+    parameters (in launch-file order) and remaps.
+
+    A name/value parameter goes into a parameter file in ``params_dir`` at its place, as
+    launch_ros writes it; with ``params_dir=None`` (``--show``) it is written inline as
+    ``-p name:=value`` instead, so nothing is left behind.
+    """
+    cmd = [str(packages.executable(node.package, node.executable)), *node.args]
+    if node.ros_args is not None:
+        cmd += ["--ros-args", *node.ros_args]
+    cmd.append("--ros-args")
+    if node.name is not None:
         cmd += ["-r", f"__node:={node.name}"]
-    if node.namespace:
-        ns = node.namespace if node.namespace.startswith("/") else "/" + node.namespace
-        cmd += ["-r", f"__ns:={ns}"]
-    for path in node.param_files:
-        cmd += ["--params-file", path]
-    if node.params:
-        fd, path = tempfile.mkstemp(prefix=f"{node.label}_", suffix=".yaml", dir=params_dir)
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump({"/**": {"ros__parameters": node.params}}, handle)
-        cmd += ["--params-file", path]
+    if node.namespace is not None:
+        cmd += ["-r", f"__ns:={node.namespace}"]
+    for entry in node.parameters:
+        if isinstance(entry, str):
+            cmd += ["--params-file", entry]
+        elif params_dir is None:
+            for name, value in entry.items():
+                cmd += ["-p", f"{name}:={inline_yaml(value)}"]
+        else:
+            fd, path = tempfile.mkstemp(prefix=f"{node.label}_", suffix=".yaml", dir=params_dir)
+            with os.fdopen(fd, "w") as handle:
+                yaml.safe_dump({node.full_name or "/**": {"ros__parameters": entry}}, handle)
+            cmd += ["--params-file", path]
     for src, dst in node.remaps:
         cmd += ["-r", f"{src}:={dst}"]
-    cmd += node.ros_args
     return cmd
+
+
+def inline_yaml(value: object) -> str:
+    """``value`` as one line of YAML (what ``-p name:=value`` reads back to the same value)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).rstrip("\n")
+    return text[: -len("\n...")] if text.endswith("\n...") else text
 
 
 class ManagedProcess:
@@ -77,6 +95,8 @@ class ManagedProcess:
         )
         self.starts += 1
         self.restart_at = None
+        self.emit(f"[INFO] [launch]: process started [{self.node.label}-{self.starts}]: "
+                  f"pid {self.proc.pid}")
         log = open(self.log_path, "a", buffering=1) if self.node.output in ("log", "both") else None
         self._pumps = [
             threading.Thread(target=self._pump, args=(stream, log), daemon=True)
@@ -84,8 +104,6 @@ class ManagedProcess:
         ]
         for pump in self._pumps:
             pump.start()
-        self.emit(f"[INFO] [launch]: process started [{self.node.label}-{self.starts}]: "
-                  f"pid {self.proc.pid}")
 
     def _pump(self, stream: IO[bytes], log: IO[str] | None) -> None:
         for raw in iter(stream.readline, b""):
@@ -140,11 +158,11 @@ class ProcessGroup:
         log_dir = Path(os.environ.get("ROS_LOG_DIR", Path.home() / ".ros" / "log"))
         log_dir = log_dir / time.strftime("mbrl_ros_launch_%Y%m%d-%H%M%S")
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "1",
-               **self.plan.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "1"}
         with tempfile.TemporaryDirectory(prefix="mbrl_ros_launch_params_") as params_dir:
             procs = [
-                ManagedProcess(node, node_command(node, Path(params_dir)), {**env, **node.env},
+                ManagedProcess(node, node_command(node, Path(params_dir)),
+                               {**env, **node.launch_env, **node.env},
                                log_dir, self.emit)
                 for node in self.plan.nodes
             ]

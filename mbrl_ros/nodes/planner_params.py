@@ -1,8 +1,9 @@
 """The ``mpc_planner`` node's parameters: schema, cross-checks, and the core settings they
 describe (planner, exploration). The planners' own parameters are generated from their
 config dataclasses (``tunable`` fields: name, description, range, runtime-changeable), so
-adding a planner is one module and one registry line. Runtime-changeable: policy, planner, num_samples, horizon,
-gamma, beta, sigma, risk_lambda, control_rate_hz, state_timeout_s; the rest is read-only.
+adding a planner is one module and one registry line. Runtime-changeable: policy, planner,
+num_samples, horizon, gamma, beta, sigma, risk_lambda, control_rate_hz, state_timeout_s; the
+rest is read-only.
 """
 
 from __future__ import annotations
