@@ -248,6 +248,50 @@ def _stable_uniform(seed: int, episode_id: int) -> float:
     return int.from_bytes(digest[:8], "little") / 2.0**64
 
 
+#: A stored episode as read from its file (``read_episodes``); ``episode_id`` is the dataset's
+#: id (the file name's number), the stream's episode id is ``meta["episode_id"]``.
+StoredEpisode = _Episode
+
+
+def read_episodes(root: str | Path,
+                  on_error: Callable[[Path, Exception], None] | None = None
+                  ) -> list[StoredEpisode]:
+    """The complete episode files under ``root``, in id order, read without changing anything.
+
+    Unlike opening an ``EpisodeDataset``, nothing is deleted or moved (no clean-up of
+    temporary files, no quarantine), so this is safe on a dataset a trainer is writing. A
+    file that cannot be read or fails the checks goes to ``on_error(path, exc)`` (default:
+    logged) and is skipped; episodes whose dims differ from the first one are skipped the
+    same way.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no dataset directory {root}")
+    episodes: list[StoredEpisode] = []
+    dims: tuple[int, int] | None = None
+    for episode_id, path in sorted((int(m.group(1)), p) for p in root.iterdir()
+                                   if p.is_file() and (m := _EPISODE_RE.match(p.name))):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = [k for k in (*_ARRAY_KEYS, "meta") if k not in npz.files]
+                if missing:
+                    raise ValueError(f"missing arrays {missing}")
+                arrays = {k: npz[k] for k in _ARRAY_KEYS}
+                if "step" in npz.files:
+                    arrays["step"] = npz["step"]
+                meta = json.loads(str(npz["meta"]))
+            episode = _validated_episode(episode_id, meta=meta, dims=dims, **arrays)
+        except Exception as exc:  # whatever fails to read is reported and skipped
+            if on_error is None:
+                logger.warning("skipping unreadable episode file %s: %s", path, exc)
+            else:
+                on_error(path, exc)
+            continue
+        dims = dims or (episode.state.shape[1], episode.action.shape[1])
+        episodes.append(episode)
+    return episodes
+
+
 class EpisodeDataset:
     """Durable episodic transition dataset rooted at a directory.
 

@@ -3,6 +3,12 @@
     mbrl-ros launch mbrl_ros baoding.launch.yaml mode:=lockstep
     mbrl-ros launch path/to/file.launch.yaml --show
     mbrl-ros demo
+    mbrl-ros export-mcap runs/demo/dataset demo_dataset.mcap
+    mbrl-ros mcap-recover runs/demo/recording_<time>.mcap recovered.mcap
+
+``export-mcap`` writes the trainer's episode dataset as ROS 2 messages into a new MCAP file
+(``mbrl_ros.results.mcap_export``: topics and messages); ``mcap-recover`` rewrites a
+recording whose writer was killed into a complete file (``mbrl_ros.results.mcap_writer``).
 
 ``--show`` prints, in launch order, each ``set_env`` (``set_env NAME=value``) and each node's
 command line (name/value parameters inline as ``-p name:=value``) and creates no files.
@@ -112,8 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--duration", type=float, default=DEMO_SECONDS, metavar="SECONDS",
                       help=f"stop after this many seconds at the latest (default "
                            f"{DEMO_SECONDS:g})")
+    export = sub.add_parser("export-mcap", help="the trainer's episode dataset as an MCAP "
+                            "file: DATASET_DIR OUT.mcap")
+    export.add_argument("dataset_dir", type=Path, help="a dataset folder (<run>/dataset)")
+    export.add_argument("out", type=Path, help="the MCAP file to write (must not exist)")
+    export.add_argument("--task", default=None, help="task of the states' layout (default: "
+                        "from the run's config.yaml; '' for none)")
+    export.add_argument("--compression", default="zstd", choices=("zstd", "lz4", "none"))
+    recover = sub.add_parser("mcap-recover", help="rewrite a recording cut short (its writer "
+                             "was killed) into a complete MCAP file: IN.mcap OUT.mcap")
+    recover.add_argument("source", type=Path)
+    recover.add_argument("out", type=Path)
     args = parser.parse_args(argv)
 
+    if args.command == "export-mcap":
+        return export_mcap_main(args.dataset_dir, args.out, args.task, args.compression)
+    if args.command == "mcap-recover":
+        return recover_main(args.source, args.out)
     try:
         words, assignments = _split_arguments(args.items)
     except ValueError as exc:
@@ -125,6 +146,42 @@ def main(argv: list[str] | None = None) -> int:
     if len(words) not in (1, 2):
         parser.error("launch takes FILE or PACKAGE FILE, then name:=value arguments")
     return _launch(" ".join(words), assignments, args.exit_with, args.show, args.duration)
+
+
+def export_mcap_main(dataset_dir: Path, out: Path, task: str | None, compression: str) -> int:
+    """``mbrl-ros export-mcap``: 0 on success, 1 when the dataset or the output is unusable."""
+    from mbrl_ros.results.mcap_export import export_dataset
+
+    try:
+        summary = export_dataset(dataset_dir, out, task=task, compression=compression)
+    except (OSError, ValueError, LookupError) as exc:
+        print(f"mbrl-ros export-mcap: error: {exc}", file=sys.stderr)
+        return 1
+    for skipped in summary.skipped:
+        print(f"mbrl-ros export-mcap: warning: skipped {skipped}", file=sys.stderr)
+    counts = ", ".join(f"{topic} {n}" for topic, n in summary.messages.items())
+    print(f"wrote {out}: {summary.episodes} episodes, {summary.transitions} transitions "
+          f"(task '{summary.task or 'unknown'}'); messages: {counts}")
+    return 0
+
+
+def recover_main(source: Path, out: Path) -> int:
+    """``mbrl-ros mcap-recover``: 0 on success, 1 when a file is unusable."""
+    from mcap.exceptions import McapError
+
+    from mbrl_ros.results.mcap_writer import recover_mcap
+
+    try:
+        contents = recover_mcap(source, out)
+    except (OSError, ValueError, LookupError, McapError) as exc:
+        print(f"mbrl-ros mcap-recover: error: {exc}", file=sys.stderr)
+        return 1
+    state = ("was complete" if contents.complete else
+             f"ended without its summary; {contents.lost_tail_bytes} bytes after the last "
+             "complete record dropped")
+    print(f"wrote {out}: {len(contents.messages)} messages on {len(contents.channels)} "
+          f"channels ({source} {state})")
+    return 0
 
 
 def demo_main(assignments: dict[str, str], duration: float) -> int:
