@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def ros2env(tmp_path_factory) -> Path:
+    """The upstream ROS 2 Jazzy kit's ``ros2env`` wrapper (the real ``ros2 launch`` and
+    ``ros2`` CLI; helpers/ros2_upstream.py): installed once per kit content and venv. Skips,
+    naming the reason, where the kit folder beside the project is absent."""
+    from helpers.ros2_upstream import KIT, KIT_ABSENT, install_kit
+
+    if not KIT.is_dir():
+        pytest.skip(KIT_ABSENT)
+    return install_kit(tmp_path_factory.mktemp("kit"))

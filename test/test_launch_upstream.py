@@ -1,7 +1,8 @@
 """The launch files and ``mbrl-ros launch`` against the real ``ros2 launch``.
 
 The upstream tools (ROS 2 Jazzy: launch 3.4.3, launch_ros 0.26.6, ros2cli 0.32.2) come from
-the kit beside the project, ``../shared/tools/ros2-upstream``; it is installed once into
+the kit beside the project, ``../shared/tools/ros2-upstream``; the session fixture
+``ros2env`` (conftest.py, helpers/ros2_upstream.py) installs it once into
 ``~/.cache/mbrl_ros/ros2-upstream/<hash of the kit and this venv>`` (about a minute, the
 first time only). Every test here skips, naming the reason, where that folder is absent.
 
@@ -14,11 +15,8 @@ upstream's own code, the same code ``ros2 launch`` runs.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
-import random
 import shlex
 import subprocess
 import sys
@@ -27,11 +25,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.ros2_upstream import upstream_env
 
 from mbrl_ros.launch import launch_file
 
 REPO = Path(__file__).resolve().parents[1]
-KIT = REPO.parent / "shared" / "tools" / "ros2-upstream"
 LAUNCH_FILES = sorted(p.name for p in (REPO / "launch").glob("*.launch.yaml"))
 SHARE = Path(sys.prefix) / "share" / "mbrl_ros"
 
@@ -77,47 +75,11 @@ with open(out_path, "w") as handle:
 '''
 
 
-def _kit_key() -> str:
-    digest = hashlib.sha256(sys.prefix.encode())
-    for path in sorted(KIT.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(KIT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-@pytest.fixture(scope="session")
-def ros2env(tmp_path_factory) -> Path:
-    """The installed kit's ``ros2env`` wrapper (installed once per kit content and venv)."""
-    if not KIT.is_dir():
-        pytest.skip(f"{KIT} is absent: the upstream ros2 launch kit lives beside the project "
-                    f"(../shared/tools/ros2-upstream)")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    dest = cache / "mbrl_ros" / "ros2-upstream" / _kit_key()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    ready = dest / ".mbrl_ros-ready"
-    with open(dest.parent / f"{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time across pytest sessions
-        if not ready.exists():
-            log = tmp_path_factory.mktemp("kit") / "install.log"
-            with log.open("w") as out:
-                code = subprocess.run(["bash", str(KIT / "install.sh"), sys.prefix, str(dest)],
-                                      stdout=out, stderr=subprocess.STDOUT, timeout=900).returncode
-            assert code == 0, f"installing the upstream kit failed:\n{log.read_text()[-3000:]}"
-            ready.touch()
-    return dest / "ros2env"
-
-
 @pytest.fixture()
 def env(tmp_path) -> dict[str, str]:
     """The environment of both launchers: this run's random domain, loopback discovery, logs
     and temporary files inside the test's folder, this venv's packages only."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    out = {k: v for k, v in os.environ.items() if k != "AMENT_PREFIX_PATH"}
-    out.update(ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 100)),
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(tmp_path / "log"),
-               TMPDIR=str(tmp))
-    return out
+    return upstream_env(tmp_path)
 
 
 def _ours(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -265,6 +227,7 @@ CASES = [(name,) for name in LAUNCH_FILES] + [
     ("stack.launch.yaml", "task:=cube", "mode:=realtime", "respawn:=false", "namespace:=arm/"),
     ("baoding.launch.yaml", "overrides:=no_such_file.yaml", "run_name:=b 1"),
     ("sim.launch.yaml", "task:=cube", "namespace:=/"),
+    ("baoding.launch.yaml", "record:=true", "respawn:=false", "run_name:=rec"),
 ]
 
 

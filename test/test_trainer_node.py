@@ -257,7 +257,7 @@ def test_records_every_executed_step_once_and_never_across_resets(trainer):
     wait_for(lambda: client.status().num_transitions == 47, 20, "episode 3 to be stored")
     status = client.status()
     assert (status.num_episodes, status.state, status.model_version) == (3, "idle", 0)
-    assert status.node == "dynamics_trainer"
+    assert status.node == NODE  # its fully qualified name, as the planner answers
     assert client.values()["recorder_skipped_missing_state"] == "0"
     files = sorted(trainer["dir"].glob("episode_*.npz"))  # read, never opened as a dataset
     metas = [json.loads(str(np.load(f)["meta"])) for f in files]

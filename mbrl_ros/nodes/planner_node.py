@@ -119,7 +119,7 @@ class MpcPlannerNode(Node):
             self.task, self._settings, exploration_config(p), seed=p["seed"],
             policy=p["policy"], lockstep=self.lockstep, state_timeout=p["state_timeout_s"],
             period=1.0 / p["control_rate_hz"],
-            on_plan=self._publish, on_error=lambda m: self.diagnostics.problem("planning", m))
+            on_plan=self._publish, on_error=self._on_planning_error)
         self.diagnostics = Diagnostics(self, self._health, hardware_id=f"planner:{self.task.name}")
         self.params.report_to(self.diagnostics)
         if self._device_problem:
@@ -276,6 +276,16 @@ class MpcPlannerNode(Node):
                                f"members, checksum {msg.checksum[:12]}); used from the next "
                                "plan on")
 
+    def _on_planning_error(self, message: str) -> None:
+        """The planning thread's failures, to /diagnostics. Once a shutdown began, rclpy
+        destroys the node's handles while that thread may still send its last plan (run_node
+        stops it after the context): such a failure is part of stopping, not reported."""
+        try:
+            self.diagnostics.problem("planning", message)
+        except Exception:
+            if self.context.ok():
+                raise
+
     def _on_tick(self) -> None:
         command = self.loop.tick()
         if command is not None:
@@ -284,6 +294,8 @@ class MpcPlannerNode(Node):
     # ----- outputs ------------------------------------------------------------------------
     def _publish(self, cmd: Command) -> None:
         """Joint targets first, then the PlannedAction record, numbers and markers."""
+        if not self.context.ok():
+            return  # shutting down (Ctrl-C): the planning thread's last plan goes nowhere
         with self._lock:
             targets, action = self._targets(cmd)
             self.pub_command.publish(Float64MultiArray(data=targets.tolist()))

@@ -513,7 +513,7 @@ class DynamicsTrainerNode(Node):
         return job is not None and job.is_alive()
 
     def _on_status(self, _req: GetStatus.Request, res: GetStatus.Response):
-        res.node = self.get_name()
+        res.node = self.get_fully_qualified_name()  # e.g. /hand/dynamics_trainer
         res.state = "training" if self._training() else "idle"
         res.model_version = self._current.version if self._current is not None else 0
         res.num_transitions = self.dataset.num_transitions
