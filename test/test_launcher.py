@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import psutil
 import pytest
+from helpers.processes import OutputProcess
 from helpers.waiting import wait_for
 
 from mbrl_ros.launch import launch_file
@@ -108,32 +108,15 @@ def _write(tmp_path: Path, text: str, name: str = "x.launch.yaml") -> Path:
     return path
 
 
-class Launcher:
+class Launcher(OutputProcess):
     """``mbrl-ros launch`` as a real process, its output collected line by line."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mbrl_ros.launch.cli", "launch", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            cwd=Path(__file__).parent)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def saw(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
+        super().__init__([sys.executable, "-m", "mbrl_ros.launch.cli", "launch", *args],
+                         cwd=Path(__file__).parent)
 
     def child_pids(self) -> list[int]:
         return [int(line.rsplit("pid ", 1)[1]) for line in self.lines if "process started" in line]
-
-    def finish(self, timeout: float = 30) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
 
 
 def _gone(pid: int) -> bool:

@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from helpers.processes import OutputProcess
 from helpers.ros2_upstream import upstream_env
 from helpers.waiting import wait_for
 
@@ -173,26 +173,14 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-class Running:
+class Running(OutputProcess):
     """``ros2env ARGS`` (``ros2 launch``, ``ros2 topic hz``) as a process group of its own,
     its output (stdout and stderr) collected line by line."""
 
     def __init__(self, ros2env: Path, env: dict[str, str], *args: str) -> None:
         self.args = args
-        self.proc = subprocess.Popen([sys.executable, "-c", _WITH_SIGINT, str(ros2env), *args],
-                                     env=env, cwd=env["TMPDIR"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def tail(self, n: int = 60) -> str:
-        return "\n".join(self.lines[-n:])
+        super().__init__([sys.executable, "-c", _WITH_SIGINT, str(ros2env), *args],
+                         env=env, cwd=env["TMPDIR"], start_new_session=True)
 
     def wait_for_line(self, pattern: str, timeout: float, what: str) -> re.Match:
         """The first output line matching ``pattern``; fails if the process ends first."""
