@@ -228,6 +228,7 @@ CASES = [(name,) for name in LAUNCH_FILES] + [
     ("baoding.launch.yaml", "overrides:=no_such_file.yaml", "run_name:=b 1"),
     ("sim.launch.yaml", "task:=cube", "namespace:=/"),
     ("baoding.launch.yaml", "record:=true", "respawn:=false", "run_name:=rec"),
+    ("cube.launch.yaml", "live_view:=true", "record:=true", "respawn:=false"),
 ]
 
 
