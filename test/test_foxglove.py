@@ -196,6 +196,6 @@ def _check_the_stream(client: _Client) -> None:
 
 @pytest.mark.parametrize("bad", ["no_such_topic"])
 def test_bridge_refuses_an_unknown_topic_at_start(bad):
-    from mbrl_ros.nodes.foxglove_bridge_node import _topics_check
+    from mbrl_ros.nodes.foxglove_bridge_node import topics_check
 
-    assert "not a known stack topic" in _topics_check({"topics": [bad]})
+    assert "not a known stack topic" in topics_check({"topics": [bad]})

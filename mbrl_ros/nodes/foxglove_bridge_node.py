@@ -35,6 +35,7 @@ from mbrl_ros.nodes.mcap_recorder_node import (
     LATCHED_TOPICS,
     message_class,
     topic_spec,
+    topics_check,
 )
 from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.runtime import run_node
@@ -52,16 +53,6 @@ PARAMS = [
     Param("queue_depth", 10, "subscription history depth (volatile topics)", 1, 10000,
           read_only=True),
 ]
-
-
-def _topics_check(values: dict[str, Any]) -> str | None:
-    try:
-        names = [topic_spec(e)[0] for e in values["topics"]]
-    except ValueError as exc:
-        return str(exc)
-    if len(set(names)) != len(names):
-        return f"topics lists a topic twice: {names}"
-    return None
 
 
 # --- ROS message -> JSON ------------------------------------------------------------------
@@ -141,7 +132,7 @@ class FoxgloveBridgeNode(Node):
         import foxglove
         from foxglove.channels import SceneUpdateChannel
 
-        self.params = ParameterSet(self, PARAMS, checks=[_topics_check])
+        self.params = ParameterSet(self, PARAMS, checks=[topics_check])
         p = self.params.snapshot()
         self._lock = threading.Lock()
         self.forwarded: dict[str, int] = {}

@@ -116,7 +116,8 @@ def topic_spec(entry: str) -> tuple[str, str]:
     return name, full_type(type_name.strip())
 
 
-def _topics_check(values: dict[str, Any]) -> str | None:
+def topics_check(values: dict[str, Any]) -> str | None:
+    """ParameterSet check of a ``topics`` list (the recorder's and the live view's)."""
     try:
         names = [topic_spec(e)[0] for e in values["topics"]]
     except ValueError as exc:
@@ -136,7 +137,7 @@ class McapRecorderNode(Node):
 
     def __init__(self) -> None:
         super().__init__("mcap_recorder")
-        self.params = ParameterSet(self, PARAMS, checks=[_topics_check])
+        self.params = ParameterSet(self, PARAMS, checks=[topics_check])
         p = self.params.snapshot()
         self._lock = threading.Lock()
         self.failure = ""
