@@ -11,8 +11,6 @@ from geometry_msgs.msg import Pose, Twist
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import Marker
 
-from mbrl_ros.core.validation import finite_vector  # noqa: F401 (the nodes use conv.finite_vector)
-
 NS_PER_S = 1_000_000_000
 
 

@@ -39,6 +39,7 @@ from mbrl_ros.core.realtime import PlanningLoop
 from mbrl_ros.core.robot.action_map import ActionMap
 from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.core.tasks import Task
+from mbrl_ros.core.validation import finite_vector
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, PlannerStats, TaskState
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -217,14 +218,14 @@ class MpcPlannerNode(Node):
         if layout and layout != self._expected_layout:
             raise ValueError(f"state layout {layout} differs from the task's "
                              f"{self._expected_layout}")
-        state = conv.finite_vector(msg.state, self.task.state_dim, "TaskState.state")
+        state = finite_vector(msg.state, self.task.state_dim, "TaskState.state")
         with self._schedule_lock:
             schedule = self._schedules.get(int(msg.episode_id))
         if schedule is not None:
             goals, length = schedule
             start = int(msg.step) + 1
         else:
-            goals = conv.finite_vector(msg.goal, self.task.goal_dim, "TaskState.goal")[None]
+            goals = finite_vector(msg.goal, self.task.goal_dim, "TaskState.goal")[None]
             length, start = 0, 0
         goal = torch.as_tensor(goals[min(int(msg.step), len(goals) - 1)])
         if self._end_at_drop and msg.step > 0 and self.task.terminates(

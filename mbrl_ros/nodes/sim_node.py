@@ -25,6 +25,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
 
+from mbrl_ros.core.validation import finite_vector
 from mbrl_ros.msg import GoalSchedule, ObjectStates
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -147,7 +148,7 @@ class ShadowHandSimNode(Node):
     # ----- inputs -------------------------------------------------------------------------
     def _on_command(self, msg: Float64MultiArray) -> None:
         try:
-            q = conv.finite_vector(msg.data, len(self.joints), "joint command")
+            q = finite_vector(msg.data, len(self.joints), "joint command")
             q_sim = q[self._to_sim]
             outside = self.sim.joints_out_of_limits(q_sim)
             if outside and self.params["out_of_limit"] == "reject":
@@ -189,7 +190,7 @@ class ShadowHandSimNode(Node):
                     sim = HandSim(req.task, self._config)
                 initial = None
                 if len(req.initial_qpos):
-                    qpos = conv.finite_vector(req.initial_qpos, sim.model.nq, "initial_qpos")
+                    qpos = finite_vector(req.initial_qpos, sim.model.nq, "initial_qpos")
                     initial = SimState(qpos=qpos, qvel=np.zeros(sim.model.nv))
                 episode_id = req.episode_id or self.episode_id + 1
                 if episode_id > MAX_EPISODE_ID:

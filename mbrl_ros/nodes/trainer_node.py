@@ -46,6 +46,7 @@ from mbrl_ros.core.retraining import RetrainOutcome, RetrainSettings, retrain
 from mbrl_ros.core.serialization import model_from_bytes
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.core.training import TrainConfig
+from mbrl_ros.core.validation import finite_vector
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -227,8 +228,8 @@ class DynamicsTrainerNode(Node):
         try:
             if msg.task and msg.task != self.task.name:
                 raise ValueError(f"task '{msg.task}', this trainer records '{self.task.name}'")
-            state = conv.finite_vector(msg.state, self.task.state_dim, "TaskState.state")
-            goal = conv.finite_vector(msg.goal, self.task.goal_dim, "TaskState.goal")
+            state = finite_vector(msg.state, self.task.state_dim, "TaskState.state")
+            goal = finite_vector(msg.goal, self.task.goal_dim, "TaskState.goal")
             layout = [(f.name, int(f.start), int(f.size)) for f in msg.layout]
             if layout and layout != self.layout_fields:
                 raise ValueError(f"layout {layout} differs from the task's {self.layout_fields}")
@@ -245,7 +246,7 @@ class DynamicsTrainerNode(Node):
 
     def _on_action(self, msg: PlannedAction) -> None:
         try:
-            action = conv.finite_vector(msg.action, self.task.action_dim, "PlannedAction.action")
+            action = finite_vector(msg.action, self.task.action_dim, "PlannedAction.action")
             if np.abs(action).max() > 1.0 + ACTION_TOLERANCE:
                 raise ValueError(f"action outside [-1, 1] (max |a| = {np.abs(action).max():.3g})")
         except ValueError as exc:
