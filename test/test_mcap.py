@@ -249,6 +249,9 @@ def test_the_recording_holds_every_topic_and_every_executed_step(recorded_run):
     result, run_dir = recorded_run
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Traceback" not in result.stdout, "a node crashed during the run"
+    # the experiment waited for the recorder (wait_for_recorder, set by record:=true)
+    matched = result.stdout.find("mcap_recorder has matched every publisher")
+    assert 0 <= matched < result.stdout.find("it 0 episode 1 "), result.stdout[-3000:]
     files = sorted(run_dir.glob("recording_*.mcap"))
     assert len(files) == 1, files
     contents = read_mcap(files[0])

@@ -3,6 +3,11 @@
 A node reports its health as (level, message, key/values) from a callback; this publishes
 ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` at a low rate, and at once when a
 node reports a problem event (a rejected input), so rqt_robot_monitor shows it.
+
+Every status also carries ``unmatched_subscribers``: the node's topics that have a
+subscriber in the graph its publisher has not matched yet (what that subscriber would miss
+if the node published now). Discovery is not symmetric: a subscriber can see a publisher
+seconds before the publisher sees it, so only the publishing side can say this.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ from rclpy.node import Node
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
 Report = tuple[int, str, Mapping[str, Any]]
+
+#: Published by every node; not part of what the nodes exchange.
+_INFRASTRUCTURE_TOPICS = ("/rosout", "/parameter_events")
+
+
+def unmatched_subscribers(node: Node) -> list[str]:
+    """Topics of ``node``'s publishers with fewer matched subscriptions than the graph has."""
+    return sorted({pub.topic_name for pub in node.publishers
+                   if pub.topic_name not in _INFRASTRUCTURE_TOPICS
+                   and pub.get_subscription_count() < node.count_subscribers(pub.topic_name)})
 
 
 class Diagnostics:
@@ -56,6 +71,8 @@ class Diagnostics:
             message=message, hardware_id=self._hardware_id)
         status.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
         status.values += [KeyValue(key=f"rejected_{k}", value=str(n)) for k, n in problems.items()]
+        status.values.append(KeyValue(key="unmatched_subscribers",
+                                      value=",".join(unmatched_subscribers(self._node))))
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)

@@ -31,6 +31,7 @@ import numpy as np
 import rclpy
 import torch
 import yaml
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -78,6 +79,11 @@ PARAMS = [
     Param("planner", "mpc_planner", "name of the planner node (same namespace)",
           read_only=True),
     Param("estimator", "state_estimator", "name of the state estimator node (same namespace)",
+          read_only=True),
+    Param("wait_for_recorder", False, "start the first episode only once the mcap_recorder "
+          "named by recorder has matched every publisher of the topics it records (the "
+          "launch files set it with record:=true)", read_only=True),
+    Param("recorder", "mcap_recorder", "name of the mcap_recorder node (same namespace)",
           read_only=True),
     Param("stall_timeout_s", 3.0, "an episode whose fresh (not stale) states or commands "
           "stop for this long (wall s; a node died) is abandoned and run again once every "
@@ -160,6 +166,13 @@ class ExperimentNode(Node):
         self.estimator_params = self.create_client(GetParameters,
                                                    f"{p['estimator']}/get_parameters",
                                                    callback_group=group)
+        self.recorder_status = None
+        self._unmatched: dict[str, tuple[float, str]] = {}  # node -> (received, topics)
+        if p["wait_for_recorder"]:
+            self.recorder_status = self.create_client(GetStatus, f"{p['recorder']}/get_status",
+                                                      callback_group=group)
+            self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics,
+                                     50, callback_group=group)
         self._group = group
         self._lock = threading.Lock()
         self._episode: EpisodeRecord | None = None
@@ -387,6 +400,12 @@ class ExperimentNode(Node):
         # match seconds after task_state, and the actions sent before it matched are lost.
         self._wait(self._trainer_connected, timeout,
                    "the trainer to receive task states and connect to planned_action")
+        if self.recorder_status is not None:  # it records from the first step on
+            since = time.monotonic()
+            self._wait(lambda: self._recorder_connected(since), timeout,
+                       f"{p['recorder']} to match every publisher of its topics and the "
+                       f"{p['estimator']} and {p['planner']} to match it")
+            self.get_logger().info(f"{p['recorder']} has matched every publisher")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(p)
         log = MetricsLog(self.run_dir / "metrics.csv")
@@ -430,6 +449,27 @@ class ExperimentNode(Node):
         values = {kv.key: kv.value for kv in self._status(self.trainer_status).values}
         return (int(values.get("recorder_states", 0)) > 0
                 and int(values.get("action_publishers", 0)) > 0)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if "unmatched_subscribers" in values:
+                self._unmatched[status.name] = (time.monotonic(),
+                                                values["unmatched_subscribers"])
+
+    def _recorder_connected(self, since: float) -> bool:
+        """The recorder's subscriptions see every publisher, and the estimator's and the
+        planner's publishers (what an episode records) see every subscription, the recorder's
+        included, in diagnostics sent after ``since``: discovery is not symmetric."""
+        values = {kv.key: kv.value for kv in self._status(self.recorder_status).values}
+        if values.get("unmatched_topics", "?") != "":
+            return False
+        ns = self.get_namespace().rstrip("/")
+        for name in (self.params["estimator"], self.params["planner"]):
+            received, unmatched = self._unmatched.get(f"{ns}/{name}", (0.0, "?"))
+            if received < since or unmatched:
+                return False
+        return True
 
     def _episode_with_retries(self, episode_id: int, step: Step, seed: int, model_version: int
                               ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, int]:

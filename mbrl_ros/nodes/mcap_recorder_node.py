@@ -25,6 +25,12 @@ recorder writes one file from start to stop, and a restarted one (respawn) start
   everything up to its last complete chunk, into a complete file, and ``read_mcap`` reads it
   as it is. A machine that loses power can lose more (the recorder does not fsync).
 
+``~/get_status`` (``mbrl_ros/srv/GetStatus``) answers ``state`` recording | failed and, in
+``values``, ``unmatched_topics``: the recorded topics that have a publisher in the graph not
+yet matched by the recorder's subscription (what it would miss now; the experiment manager,
+given ``recorder``, starts the first episode only once this is empty), and the counters of
+the diagnostics.
+
 Topics named in ``topics`` but not published stay channels without messages. The known
 stack topics (``STACK_TOPICS``) come with their types; any other topic is given as
 ``name:pkg/msg/Type``.
@@ -39,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from diagnostic_msgs.msg import KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -54,6 +61,7 @@ from mbrl_ros.results.mcap_writer import (
     full_type,
     leads_with_header,
 )
+from mbrl_ros.srv import GetStatus
 
 _FLOAT64 = "std_msgs/msg/Float64"
 #: The stack's topics (docs/node_graph.md), relative to the namespace, with their types.
@@ -163,6 +171,7 @@ class McapRecorderNode(Node):
             self._recorded.append(self.create_subscription(
                 message_class(type_name), name, self._callback(topic, channel, stamped), qos,
                 raw=True))
+        self.create_service(GetStatus, "~/get_status", self._on_status)
         self.diagnostics = Diagnostics(self, self._health, hardware_id="mcap")
         self.params.report_to(self.diagnostics)
         self.create_timer(p["chunk_interval_s"], self._close_chunk,
@@ -213,6 +222,20 @@ class McapRecorderNode(Node):
     def _fail(self, exc: Exception) -> None:
         self.failure = f"writing {self.writer.path} failed: {exc}; recording stopped"
         self.get_logger().error(self.failure)
+
+    def unmatched_topics(self) -> list[str]:
+        """Recorded topics with more publishers in the graph than the subscription matched:
+        a message published on them now may not reach the file."""
+        return [sub.topic_name for sub in self._recorded
+                if sub.get_publisher_count() < self.count_publishers(sub.topic_name)]
+
+    def _on_status(self, _req: GetStatus.Request, res: GetStatus.Response):
+        res.node = self.get_fully_qualified_name()
+        status, _message, values = self._health()
+        res.state = "failed" if status == ERROR else "recording"
+        values["unmatched_topics"] = ",".join(self.unmatched_topics())
+        res.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        return res
 
     def _health(self):
         with self._lock:
