@@ -175,10 +175,12 @@ def run_sac(task: str, seed: int, preset: BudgetPreset, runs: Path, length: int)
 
 def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
             preset_name: str, pictures_dir: Path,
-            extra_curves: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+            extra_curves: dict[str, dict[str, Any]] | None = None,
+            previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """Aggregate whatever runs exist into the result dict and the pictures
     (``pictures_dir/learning_<task>.png``); ``extra_curves[task]`` adds other runs' learned
-    curves to the picture (e.g. the same loop with PDDM's planner settings)."""
+    curves to the picture (e.g. the same loop with PDDM's planner settings); ``previous``
+    (an earlier result) fills in what has no runs here (``carry_over_task``)."""
     from learning.sac_baseline import CSV_NAME, EvalLog
 
     result: dict[str, Any] = {"budget": preset_name, "budgets": {
@@ -211,9 +213,13 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
                 sac_curves.append(curves.sac_points(rows))
         sac = curves.aggregate(sac_curves, "transitions") if sac_curves else None
         entry = {"learned": learned, "learned_seeds": runs_done, "true_model": true_levels,
-                 "hold": hold, "sac": sac,
-                 "data_efficiency": {key: curves.data_efficiency(learned, sac, key)
-                                     for key in ("return", "score")}}
+                 "hold": hold, "sac": sac}
+        old = (previous or {}).get("tasks", {}).get(task, {})
+        if kept := carry_over_task(entry, old, (previous or {}).get("date", "unknown")):
+            log(f"{task}: kept from the previous result (no runs here): {', '.join(kept)}")
+            entry["learned_seeds"] = {**old.get("learned_seeds", {}), **runs_done}
+        entry["data_efficiency"] = {key: curves.data_efficiency(learned, sac, key)
+                                    for key in ("return", "score")}
         # PDDM's score (tracking until a drop) is what a perfect model improves most; the
         # return is dominated by the drop penalty.
         entry["learned_vs_true"] = {
@@ -225,7 +231,13 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
                                                 true_levels[p]["score"])}
             for p in learned if p in true_levels and learned[p].get("score")}
         result["tasks"][task] = entry
-        result.setdefault("summary", {})[task] = task_summary(runs, task, learned, seeds)
+        old_perfect = (previous or {}).get("summary", {}).get(task, {}).get("perfect_model")
+        if old_perfect:
+            old_perfect = dict(old_perfect, measured=old_perfect.get(
+                "measured", (previous or {}).get("date", "unknown")))
+        result.setdefault("summary", {})[task] = task_summary(runs, task, learned, seeds,
+                                                              old_perfect)
+        hold = entry["hold"]
         if learned or true_levels or sac:
             png = pictures_dir / f"learning_{task}.png"
             shown = {**learned, **(extra_curves or {}).get(task, {})}
@@ -246,15 +258,16 @@ def perfect_model_rows(runs: Path, task: str, planner: str) -> list[dict[str, An
     return rows
 
 
-def task_summary(runs: Path, task: str, learned: dict[str, Any], seeds: list[int]
-                 ) -> dict[str, Any]:
+def task_summary(runs: Path, task: str, learned: dict[str, Any], seeds: list[int],
+                 previous_perfect: dict[str, Any] | None = None) -> dict[str, Any]:
     """The issue's machine-readable summary of one task: the perfect-model bound over seeds
     and where learned MPPI got to (``score_ratio_to_perfect``: perfect score / learned score,
     both negative, so 1 = as good as the perfect model; ``transitions_to_criterion``: the
-    first iteration reaching >= 80% of it with <= 20% drops)."""
+    first iteration reaching >= 80% of it with <= 20% drops). Without perfect-model runs
+    here, ``previous_perfect`` (an earlier result's block) is the bound."""
     rows = perfect_model_rows(runs, task, "mppi")
     mpc = [r for r in rows if r["policy"] == "mpc"]
-    perfect = None
+    perfect = previous_perfect
     if mpc:
         perfect = {
             "seeds": len({int(r["seed"]) // 1_000_003 for r in mpc}),
@@ -288,6 +301,35 @@ def task_summary(runs: Path, task: str, learned: dict[str, Any], seeds: list[int
                                for key in ("score", "success", "drop", "steps")},
         }
     return {"perfect_model": perfect, "learned_mppi": learned_summary}
+
+
+def carry_over_task(entry: dict[str, Any], old: dict[str, Any], date: str) -> list[str]:
+    """Keep ``old``'s curves and levels of one task where this machine has no runs to collect
+    them from (run folders are not in the repository), marked with the date measured."""
+    kept = []
+    for key in ("true_model", "learned"):
+        for name, value in old.get(key, {}).items():
+            if name not in entry[key]:
+                entry[key][name] = dict(value, measured=value.get("measured", date))
+                kept.append(f"{key}.{name}")
+    if entry.get("hold") is None and old.get("hold"):
+        entry["hold"] = dict(old["hold"], measured=old["hold"].get("measured", date))
+        kept.append("hold")
+    return kept
+
+
+def carry_over_summary(result: dict[str, Any], previous: dict[str, Any]) -> list[str]:
+    """The same for the summary blocks (e.g. a compared run's) that came out empty now."""
+    kept, date = [], previous.get("date", "unknown")
+    for task, summary in result.get("summary", {}).items():
+        if task == "throughput":
+            continue
+        for name, value in previous.get("summary", {}).get(task, {}).items():
+            if isinstance(value, dict) and set(value) - {"runs"} and not (
+                    summary.get(name) and set(summary[name]) - {"runs"}):
+                summary[name] = dict(value, measured=value.get("measured", date))
+                kept.append(f"summary.{task}.{name}")
+    return kept
 
 
 def throughput(runs: Path, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
@@ -366,11 +408,18 @@ def main(argv: list[str] | None = None) -> int:
             for task in tasks:
                 for planner, curve in other["tasks"][task]["learned"].items():
                     extra[task][f"{planner} ({name})"] = curve
-        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent, extra)
+        previous = json.loads(args.out.read_text()) if args.out.exists() else None
+        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent, extra,
+                         previous)
         for name, (folder, other) in others.items():
             for task in tasks:
                 result["summary"][task][f"learned_mppi_{name}"] = dict(
                     other["summary"][task]["learned_mppi"] or {}, runs=folder)
+        if previous:
+            kept = carry_over_summary(result, previous)
+            if kept:
+                log(f"kept from the previous {args.out} (runs not on this machine): "
+                    f"{', '.join(kept)}")
         benchlib.write_result(args.out, {"benchmark": "learning", **result})
         log(f"collected the existing runs into {args.out}")
         return 0
