@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from mbrl_ros.core.experiment_plan import Budget
+from mbrl_ros.core.experiment import Budget
 from mbrl_ros.core.tasks.stack_values import stack_task
 from mbrl_ros.results.metrics_log import read_metrics
 

@@ -55,7 +55,7 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
     rows = (tmp_path / "runs" / "baoding_mppi_learned_seed0" / "metrics.csv").read_text()
 
     log, again = _run(tmp_path)  # everything is done: nothing runs twice
-    assert "episode 1/" not in log
+    assert "[1/" not in log
     assert (tmp_path / "runs" / "baoding_mppi_learned_seed0" / "metrics.csv").read_text() == rows
     assert again["tasks"]["baoding"]["learned"] == baoding["learned"]
 
@@ -95,7 +95,7 @@ def test_learned_run_warm_starts_from_its_last_model(tmp_path):
     """``train.from_scratch: false`` in a budget: iteration 2 trains on from iteration 1's
     model (the log says which), and the planning model is a different object afterwards."""
     sys.path.insert(0, str(BENCH))
-    from mbrl_ros.core.experiment_plan import Budget
+    from mbrl_ros.core.experiment import Budget
 
     from learning.pddm_run import PDDMRun, RunSpec
 

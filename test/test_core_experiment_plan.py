@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mbrl_ros.core.experiment_plan import Budget, pddm_plan
+from mbrl_ros.core.experiment import Budget, pddm_plan
 from mbrl_ros.results import METRIC_COLUMNS, MetricsLog, plot_learning_curve, read_metrics
 
 

@@ -1,6 +1,6 @@
 """One PDDM learning run in-process: simulator + core, no ROS, resumable.
 
-The same loop the experiment node drives through the stack (``core.experiment_plan``:
+The same loop the experiment node drives through the stack (``core.experiment``:
 random rollouts, then per iteration retrain -> MPC rollouts -> random rollouts), with the
 same settings (the stack's config files, :mod:`stack_config`), but in one process so that
 a benchmark of many runs is reproducible and cheap. Episodes follow PDDM: they end at a
@@ -34,7 +34,13 @@ import torch
 
 from mbrl_ros.core.dataset import EpisodeDataset
 from mbrl_ros.core.ensemble import EnsembleDynamics
-from mbrl_ros.core.experiment_plan import Budget, pddm_plan
+from mbrl_ros.core.experiment import (
+    Budget,
+    EpisodeOutcome,
+    Step,
+    pddm_plan,
+    run_experiment,
+)
 from mbrl_ros.core.exploration import RandomVelocityExploration
 from mbrl_ros.core.mpc import ModelPredictiveController
 from mbrl_ros.core.planners import DynamicsModel
@@ -105,7 +111,8 @@ def episode_seed(spec: RunSpec, episode: int) -> int:
 
 
 class PDDMRun:
-    """Walks ``pddm_plan(spec.budget)``, skipping what ``out_dir`` already holds."""
+    """The in-process backend of ``core.experiment.run_experiment``: walks
+    ``pddm_plan(spec.budget)``, skipping what ``out_dir`` already holds."""
 
     def __init__(self, spec: RunSpec, out_dir: str | Path, log: Log = print) -> None:
         self.spec = spec
@@ -157,36 +164,36 @@ class PDDMRun:
         else:
             path.write_text(json.dumps(described, indent=2) + "\n")
 
-    # ----- the loop ---------------------------------------------------------------------
+    # ----- the loop (core.experiment.run_experiment calls these) ------------------------
     def run(self) -> Path:
         """Run (or finish) the whole budget; returns the metrics file."""
-        done = len(read_metrics(self.metrics.path))
+        rows = read_metrics(self.metrics.path)
         plan = pddm_plan(self.spec.budget)
         if self.spec.model != "learned":  # nothing to learn: only the MPC episodes
             plan = [s for s in plan if s.kind == "episode" and s.policy == "mpc"]
-        total = sum(1 for s in plan if s.kind == "episode")
-        if done:
-            self.log(f"{self.spec.name}: resuming after {done} of {total} episodes")
-        episode = 0
-        for index, step in enumerate(plan):
-            if step.kind == "train":
-                if self._iteration_has_work(plan, index, episode, done):
-                    self._model_for(step.iteration)
-                continue
-            if episode >= done:
-                self._episode(episode, step.iteration, step.policy or "mpc", total)
-            episode += 1
-        rows = read_metrics(self.metrics.path)
-        plot_learning_curve(rows, self.out / "learning_curve.png", self.spec.name)
+        if rows:
+            total = sum(1 for s in plan if s.kind == "episode")
+            self.log(f"{self.spec.name}: resuming after {len(rows)} of {total} episodes")
+        rows = run_experiment(plan, self, self.task, self._append,
+                              lambda text: self.log(f"{self.spec.name}: {text}"), rows)
+        self._plot(rows)
         if self.true_model is not None:
             self.true_model.close()
         return self.metrics.path
 
-    @staticmethod
-    def _iteration_has_work(plan: list, index: int, episode: int, done: int) -> bool:
-        """Whether any episode after this train step is still to run."""
-        following = sum(1 for s in plan[index + 1:] if s.kind == "episode")
-        return episode + following > done
+    def _append(self, row: dict[str, Any]) -> None:
+        self.metrics.append(row)
+        self._write_timing()
+
+    def _plot(self, rows: list[dict[str, Any]]) -> None:
+        plot_learning_curve(rows, self.out / "learning_curve.png", self.spec.name)
+
+    def end_iteration(self, iteration: int, rows: list[dict[str, Any]],
+                      last_mpc: EpisodeOutcome | None) -> None:
+        self._plot(rows)
+
+    def train(self, iteration: int) -> None:
+        self._model_for(iteration)
 
     def _model_for(self, iteration: int) -> None:
         """The model of ``iteration``: loaded if stored, else trained (and stored)."""
@@ -230,18 +237,19 @@ class PDDMRun:
         return self.mpc
 
     # ----- one episode ------------------------------------------------------------------
-    def _episode(self, episode: int, iteration: int, policy: str, total: int) -> None:
-        seed = episode_seed(self.spec, episode)
+    def run_episode(self, step: Step, index: int) -> EpisodeOutcome:
+        seed = episode_seed(self.spec, index)
         obs, info = self.env.reset(seed=seed)
         goals = torch.as_tensor(info["goals"], dtype=torch.float32)
         length = goals.shape[0] - 1
         horizon = self.planner_settings.horizon
+        policy = step.policy or "mpc"
         if self.spec.model == "hold":
             policy = "hold"
         elif policy == "mpc" and self.mpc is None and self.true_model is None:
             policy = "random"  # no accepted model yet: the stack's planner explores too
         if policy == "random":
-            self.exploration.reset(episode)
+            self.exploration.reset(index)
         elif policy == "mpc":
             if self.true_model is not None:
                 self._controller(self.true_model)
@@ -271,30 +279,17 @@ class PDDMRun:
                 break
         wall = time.monotonic() - start
         s = np.asarray(states, dtype=np.float64)
-        a = np.asarray(actions)
-        steps = len(actions)
+        a = np.asarray(actions).reshape(len(actions), self.task.action_dim)
         if self.spec.model == "learned":
             self.dataset.append_episode(
                 state=s[:-1], action=a, next_state=s[1:], reward=np.asarray(rewards),
-                time=np.arange(steps) * self.env.sim.control_dt, done=np.asarray(dones),
-                meta={"policy": policy, "iteration": iteration, "seed": seed})
-        metrics = self.task.episode_metrics(torch.as_tensor(s), torch.as_tensor(a),
-                                            goals[: steps + 1].double())
-        row = {
-            "episode": episode, "iteration": iteration, "policy": policy, "seed": seed,
-            "steps": metrics["steps"], "transitions": self.dataset.num_transitions,
-            "return": metrics["return"], "score": metrics["score"],
-            "tracking_error": metrics["tracking_error"], "drop": metrics["drop"],
-            "success": metrics["success"],
-            "plan_p50_ms": float(np.percentile(plan_ms, 50)) if plan_ms else float("nan"),
-            "plan_p99_ms": float(np.percentile(plan_ms, 99)) if plan_ms else float("nan"),
-            "misses": 0, "model_version": iteration, "wall_s": wall,
-        }
-        self.metrics.append(row)
-        self._write_timing()
-        self.log(f"{self.spec.name}: episode {episode + 1}/{total} (iteration {iteration}, "
-                 f"{policy}) steps {steps}, score {row['score']:.4f}, "
-                 f"{'drop' if row['drop'] else 'kept'}, {wall:.1f} s")
+                time=np.arange(len(actions)) * self.env.sim.control_dt,
+                done=np.asarray(dones),
+                meta={"policy": policy, "iteration": step.iteration, "seed": seed})
+        return EpisodeOutcome(
+            episode_id=index, seed=seed, policy=policy, states=s, actions=a,
+            goals=goals.double().numpy(), transitions=self.dataset.num_transitions,
+            model_version=step.iteration, plan_ms=plan_ms, wall_s=wall)
 
 
 def run(spec: RunSpec, out_dir: str | Path, log: Log = print) -> Path:

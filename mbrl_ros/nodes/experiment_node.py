@@ -38,7 +38,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
 from std_msgs.msg import Float64
 
-from mbrl_ros.core.experiment_plan import Budget, Step, pddm_plan
+from mbrl_ros.core.experiment import Budget, EpisodeOutcome, Step, pddm_plan, run_experiment
 from mbrl_ros.msg import GoalSchedule, ObjectStates, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import OK, WARN, Diagnostics
@@ -420,22 +420,10 @@ class ExperimentNode(Node):
             f"({self.budget.rollouts_per_iteration} MPC + "
             f"{self.budget.random_rollouts_per_iteration} random), {self.length} steps each; "
             f"the trainer holds {status.num_transitions} transitions")
-        model_version = status.model_version
-        last_mpc: tuple[np.ndarray, np.ndarray] | None = None
-        for index, step in enumerate(plan):
-            if step.kind == "train":
-                if step.iteration > 1:
-                    self._end_iteration(step.iteration - 1, last_mpc)
-                model_version = self._train(step, model_version)
-                continue
-            row, states, goals, episode_id = self._episode_with_retries(
-                episode_id, step, p["seed"], model_version)
-            log.append(row)
-            if step.policy == "mpc":
-                last_mpc = (states, goals)
-            self._print_episode(row, index, len(plan))
-            episode_id += 1
-        self._end_iteration(self.budget.iterations, last_mpc)
+        self._model_version = status.model_version
+        self._next_episode_id = episode_id
+        run_experiment(plan, self, self.task, lambda row: self._append(log, row),
+                       self.get_logger().info)
         self._flush_backlog()
         if self.backlog:
             self.get_logger().warning(
@@ -471,19 +459,23 @@ class ExperimentNode(Node):
                 return False
         return True
 
-    def _episode_with_retries(self, episode_id: int, step: Step, seed: int, model_version: int
-                              ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, int]:
+    # ----- the backend of core.experiment.run_experiment -------------------------------------
+    def train(self, iteration: int) -> None:
+        self._model_version = self._train(iteration, self._model_version)
+
+    def run_episode(self, step: Step, index: int) -> EpisodeOutcome:
         """One episode of the plan (seed ``seed + id``); an interrupted one runs again under
-        the next id once every node answers. Returns row, states, goals and the id used."""
+        the next id once every node answers."""
         for _ in range(MAX_INTERRUPTIONS + 1):
+            episode_id = self._next_episode_id
+            self._next_episode_id += 1
             try:
-                return (*self._episode_run(episode_id, step, seed + episode_id, model_version),
-                        episode_id)
+                return self._episode_run(episode_id, step,
+                                         self.params["seed"] + episode_id, self._model_version)
             except EpisodeInterrupted as exc:
                 self.diagnostics.problem(
                     "episode_interrupted", f"episode {episode_id} interrupted: {exc}; it "
                     f"runs again as episode {episode_id + 1} once every node answers")
-                episode_id += 1
                 self._wait_for_nodes()
         raise ExperimentError(f"{MAX_INTERRUPTIONS + 1} episodes in a row were interrupted")
 
@@ -496,7 +488,7 @@ class ExperimentNode(Node):
         self._status(self.planner_status)
 
     def _episode_run(self, episode_id: int, step: Step, seed: int,
-                     model_version: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+                     model_version: int) -> EpisodeOutcome:
         p = self.params.snapshot()
         self._flush_backlog()
         # Every episode: a respawned planner starts with the YAML's policy and must have the
@@ -550,9 +542,6 @@ class ExperimentNode(Node):
             self.get_logger().warning(f"episode {episode_id}: no state for steps "
                                       f"{missing[:10]}, no action for {missing_actions[:10]}")
         states, actions = record.arrays(self.task.state_dim, self.task.action_dim)
-        goals = goals[: record.length + 1]  # a drop ended it early
-        metrics = self.task.episode_metrics(torch.as_tensor(states), torch.as_tensor(actions),
-                                            goals.double())
         before, trainer = self._trainer_total, self._stored_status(episode_id)
         with self._lock:
             transitions = trainer.num_transitions if trainer is not None else self._trainer_count
@@ -564,21 +553,18 @@ class ExperimentNode(Node):
             self.backlog.add(record.store_request(self.task.name))
         latencies = [a.stats.plan_latency_ms for a in record.actions.values()
                      if not a.stats.fallback and a.stats.planner not in ("exploration", "hold")]
-        row = {
-            "episode": episode_id, "iteration": step.iteration, "policy": step.policy,
-            "seed": seed, "steps": metrics["steps"], "transitions": transitions,
-            "return": metrics["return"], "score": metrics["score"],
-            "tracking_error": metrics["tracking_error"], "drop": metrics["drop"],
-            "success": metrics["success"],
-            "plan_p50_ms": float(np.percentile(latencies, 50)) if latencies else float("nan"),
-            "plan_p99_ms": float(np.percentile(latencies, 99)) if latencies else float("nan"),
-            "misses": sum(a.stats.fallback for a in record.actions.values()),
-            "model_version": model_version if step.policy == "mpc" else 0,
-            "wall_s": time.monotonic() - start,
-        }
+        return EpisodeOutcome(
+            episode_id=episode_id, seed=seed, policy=step.policy, states=states,
+            actions=actions, goals=goals[: record.length + 1].numpy(),  # a drop ends it early
+            transitions=transitions, plan_ms=latencies,
+            misses=sum(a.stats.fallback for a in record.actions.values()),
+            model_version=model_version if step.policy == "mpc" else 0,
+            wall_s=time.monotonic() - start)
+
+    def _append(self, log: MetricsLog, row: dict[str, Any]) -> None:
+        log.append(row)
         for key in ("score", "return", "tracking_error"):
             self.pub_numbers[key].publish(Float64(data=float(row[key])))
-        return row, states, goals.numpy()
 
     def _watch_episode(self, record: EpisodeRecord, step: Step, p: dict[str, Any]) -> None:
         """Wait for the episode's last state. EpisodeInterrupted when a node of the loop
@@ -658,7 +644,7 @@ class ExperimentNode(Node):
                 log = self.get_logger().info if res.success else self.get_logger().warning
                 log(f"sent the trainer episode {request.episode_id} it missed: {res.message}")
 
-    def _train(self, step: Step, model_version: int) -> int:
+    def _train(self, iteration: int, model_version: int) -> int:
         p = self.params.snapshot()
         self._flush_backlog()  # the missed episodes are trained on too
         with self._lock:
@@ -668,9 +654,9 @@ class ExperimentNode(Node):
             job, message = self._request_training(p)
         except TooLittleData as exc:  # drops end episodes early: keep collecting
             plan = f"planning on model v{model_version}" if model_version else "exploring"
-            self.get_logger().warning(f"iteration {step.iteration}: {exc}; {plan}")
+            self.get_logger().warning(f"iteration {iteration}: {exc}; {plan}")
             return model_version
-        self.get_logger().info(f"iteration {step.iteration}/{self.budget.iterations}: "
+        self.get_logger().info(f"iteration {iteration}/{self.budget.iterations}: "
                                f"training ({message})")
         while (metrics := self._next_metrics(seen, 1.0)) is None:
             if time.monotonic() - start > p["train_timeout_s"]:
@@ -686,7 +672,7 @@ class ExperimentNode(Node):
         took = time.monotonic() - start
         if not metrics.accepted:
             self.get_logger().warning(
-                f"iteration {step.iteration}: the trainer rejected the new model (val loss "
+                f"iteration {iteration}: the trainer rejected the new model (val loss "
                 f"{metrics.val_loss:.3g}); planning on model v{model_version}")
             return model_version
         version = metrics.model_version
@@ -694,51 +680,29 @@ class ExperimentNode(Node):
                    f"the planner to load model v{version}")
         multi = list(metrics.val_multi_step_mse)
         self.get_logger().info(
-            f"iteration {step.iteration}: model v{version} on {metrics.num_transitions} "
+            f"iteration {iteration}: model v{version} on {metrics.num_transitions} "
             f"transitions in {took:.1f} s: val one-step mse {metrics.val_one_step_mse:.3g}, "
             f"{len(multi)}-step {multi[-1] if multi else float('nan'):.3g}, disagreement "
             f"{metrics.val_disagreement:.3g}")
         return version
 
-    def _end_iteration(self, iteration: int,
-                       last_mpc: tuple[np.ndarray, np.ndarray] | None) -> None:
-        rows = read_metrics(self.run_dir / "metrics.csv")
+    def end_iteration(self, iteration: int, rows: list[dict[str, Any]],
+                      last_mpc: EpisodeOutcome | None) -> None:
         p = self.params.snapshot()
-        plot_learning_curve(rows, self.run_dir / "learning_curve.png",
+        plot_learning_curve(read_metrics(self.run_dir / "metrics.csv"),
+                            self.run_dir / "learning_curve.png",
                             title=f"{p['run_name']}: {self.task.name}, iteration {iteration}")
-        mpc = [r for r in rows if r["policy"] == "mpc" and r["iteration"] == iteration]
-        rand = [r for r in rows if r["policy"] == "random"]
-        if mpc:
-            self.get_logger().info(
-                f"iteration {iteration}/{self.budget.iterations} done: MPC mean score "
-                f"{np.mean([r['score'] for r in mpc]):.4f}, return "
-                f"{np.mean([r['return'] for r in mpc]):.1f}, drops "
-                f"{sum(r['drop'] for r in mpc)}/{len(mpc)}; random policy mean score "
-                f"{np.mean([r['score'] for r in rand]):.4f}, return "
-                f"{np.mean([r['return'] for r in rand]):.1f}")
         if p["render_rollouts"] and last_mpc is not None:
             try:
                 from mbrl_ros.sim.replay import save_rollout
 
                 out = save_rollout(self.run_dir / "rollout_latest.mp4", self.task.name,
-                                   last_mpc[0], last_mpc[1],
+                                   last_mpc.states, last_mpc.goals,
                                    frames=p["render_frames"],
                                    goal_frame=self.task.goal_frame)
                 self.get_logger().info(f"rendered the latest MPC episode to {out}")
             except Exception as exc:  # a picture must not stop the run
                 self.get_logger().warning(f"could not render the rollout: {exc}")
-
-    def _print_episode(self, row: dict[str, Any], index: int, total: int) -> None:
-        plan = ""
-        if row["policy"] == "mpc":
-            plan = (f" plan p50 {row['plan_p50_ms']:.0f} ms p99 {row['plan_p99_ms']:.0f} ms "
-                    f"misses {row['misses']} model v{row['model_version']}")
-        self.get_logger().info(
-            f"[{index + 1}/{total}] it {row['iteration']} episode {row['episode']} "
-            f"{row['policy']:6s} score {row['score']:.4f} return {row['return']:.1f} "
-            f"drop {'yes' if row['drop'] else 'no '} success "
-            f"{'yes' if row['success'] else 'no '}{plan} | {row['transitions']} transitions, "
-            f"{row['wall_s']:.1f} s")
 
     def _write_config(self, own: dict[str, Any]) -> None:
         """Parameters of this node and of the others, as they run, into config.yaml."""
