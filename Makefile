@@ -16,7 +16,7 @@ PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
-        bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-soak clean \
+        bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-model-levers bench-soak clean \
         distclean
 
 help:
@@ -29,6 +29,8 @@ help:
 	@echo "            closed loop / warm-started training, on bench-learning BUDGET=pddm's run"
 	@echo "make bench-checkpoints RUN=runs/bench_learning/<budget>/<run>  evaluation episodes"
 	@echo "            on a learned run's checkpoints, per planner variant (learning curves)"
+	@echo "make bench-model-levers RUN=...  one model per lever (epochs, probabilistic, members,"
+	@echo "            width) on that run's data, each evaluated closed-loop"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
 	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
 	@echo "            soak_realtime.json)"
@@ -98,6 +100,9 @@ bench-warm-start: $(STAMPS)/install
 RUN ?= runs/bench_learning/pddm_explore/baoding_mppi_learned_seed0
 bench-checkpoints: $(STAMPS)/install
 	$(VPY) bench/bench_checkpoints.py --run $(RUN)
+
+bench-model-levers: $(STAMPS)/install
+	$(VPY) bench/bench_model_levers.py --run $(RUN)
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800

@@ -68,7 +68,12 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
                          ("bench_checkpoints.py", ["--run", str(run), "--every", "1",
                                                    "--episodes", "1", "--variants",
                                                    "pddm,moderate", "--dtype", "float32",
-                                                   "--perfect-runs", str(tmp_path / "runs")])):
+                                                   "--perfect-runs", str(tmp_path / "runs")]),
+                         ("bench_model_levers.py", ["--run", str(run), "--levers",
+                                                    "as_run,probabilistic", "--episodes", "1",
+                                                    "--variants", "moderate", "--dtype",
+                                                    "float32", "--perfect-runs",
+                                                    str(tmp_path / "runs")])):
         out = tmp_path / "results" / script.replace(".py", ".json")
         proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)],
                               capture_output=True, text=True, timeout=300, check=False)
@@ -80,6 +85,13 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
             assert set(row["by_variant"]) == {"pddm", "moderate"}
             assert 0.0 <= row["by_variant"]["moderate"]["drop_rate"] <= 1.0
             assert result["perfect_score"] < 0  # the smoke run's perfect-model episode
+            assert out.with_suffix(".png").stat().st_size > 10_000
+        elif script == "bench_model_levers.py":  # one model per lever, on the same data
+            assert set(result["levers"]) == {"as_run", "probabilistic"}
+            assert result["levers"]["probabilistic"]["probabilistic"] is True
+            assert (run / "levers" / "probabilistic.model").exists()
+            for lever in result["levers"].values():
+                assert 0.0 <= lever["by_variant"]["moderate"]["drop_rate"] <= 1.0
             assert out.with_suffix(".png").stat().st_size > 10_000
         elif script == "bench_closed_loop.py":
             assert set(result["by_variant"]) == {"pddm", "pddm_bf16", "gentle"}

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Which model lever closes the learned controller's gap: the same data, other models.
+
+What: on the dataset of a learned Baoding run (default: the newest ``pddm_explore`` run),
+train one ensemble per lever with the run's trainer settings plus the lever's change (PDDM's
+2 x 250 deterministic members as the run trained them; 40 epochs instead of 20;
+probabilistic (Gaussian NLL, PETS) members; 5 members; 2 x 500 wide), then run each model
+closed-loop on the same fixed evaluation episodes (seeds 5000.., the ones
+``bench_checkpoints`` uses) with PDDM's planner settings and the moderate ones (gamma 10,
+sigma 0.5). Reported per lever: training time, validation one-step and 7-step error, and per
+planner variant drop rate, success rate, steps kept, tracking error and the score ratio to
+the perfect model. Models are kept in ``<run>/levers/`` (a rerun only evaluates).
+
+Run: ``.venv/bin/python bench/bench_model_levers.py --run DIR [--levers a,b] [--episodes 8]``
+(writes ``bench/results/model_levers.json`` and ``.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_checkpoints import VARIANTS, evaluate, perfect_score
+
+from mbrl_ros.core.dataset import EpisodeDataset
+from mbrl_ros.core.retraining import retrain
+from mbrl_ros.core.serialization import save_model
+from mbrl_ros.nodes.trainer_node import retrain_settings
+from mbrl_ros.sim.gym_env import HandEnv
+
+import benchlib
+from learning.pddm_run import RunSpec, trainer_values
+
+DEFAULT_RUN = Path("runs/bench_learning/pddm_explore/baoding_mppi_learned_seed0")
+#: lever -> trainer parameter changes on top of the run's own settings
+LEVERS: dict[str, dict[str, Any]] = {
+    "as_run": {},
+    "epochs_40": {"train.epochs": 40},
+    "probabilistic": {"ensemble.probabilistic": True},
+    "members_5": {"ensemble.members": 5},
+    "wide_500": {"ensemble.hidden": [500, 500]},
+}
+log = benchlib.Logger("bench_model_levers")
+
+
+def run_trainer_overrides(run: Path) -> dict[str, Any]:
+    """The trainer overrides the run was made with (its ``spec.json``)."""
+    spec = json.loads((run / "spec.json").read_text())
+    return dict(spec.get("trainer_overrides", {}))
+
+
+def train_lever(run: Path, name: str, dataset: EpisodeDataset) -> dict[str, Any]:
+    """Train (or reuse) the lever's model on the run's data; its training facts."""
+    path = run / "levers" / f"{name}.model"
+    facts_path = path.with_suffix(".json")
+    if path.exists() and facts_path.exists():
+        return json.loads(facts_path.read_text())
+    task = HandEnv("baoding").task
+    values = trainer_values(RunSpec(task="baoding", trainer_overrides={
+        **run_trainer_overrides(run), **LEVERS[name]}))
+    settings = retrain_settings(task, values)
+    settings = dataclasses.replace(settings, max_val_mse=float("inf"))  # judge closed-loop
+    tic = time.monotonic()
+    outcome = retrain(dataset, settings)
+    seconds = time.monotonic() - tic
+    m = outcome.metrics
+    multi = list(m.get("val_multi_step_mse", []))
+    facts = {"train_seconds": seconds, "epochs": m["epochs"],
+             "num_transitions": m["num_transitions"],
+             "val_one_step_mse": m["val_one_step_mse"],
+             "val_7_step_mse": multi[-1] if multi else None,
+             "members": settings.architecture.num_members,
+             "hidden": list(settings.architecture.hidden_sizes),
+             "probabilistic": settings.architecture.probabilistic}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(path, outcome.model, {"lever": name, "task": "baoding"})
+    facts_path.write_text(json.dumps(facts, indent=2) + "\n")
+    return facts
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    levers = list(result["levers"])
+    variants = result["variants"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    width = 0.8 / len(variants)
+    x = np.arange(len(levers))
+    for k, variant in enumerate(variants):
+        rows = [result["levers"][n]["by_variant"][variant] for n in levers]
+        for ax, key, scale in zip(axes, ("tracking_error", "drop_rate", "success_rate"),
+                                  (100.0, 1.0, 1.0), strict=True):
+            ax.bar(x + k * width, [scale * r[key] for r in rows], width, label=variant)
+    if result.get("perfect_tracking_error") is not None:
+        axes[0].axhline(100 * result["perfect_tracking_error"], color="k", ls="--",
+                        label="perfect model")
+    for ax, title in zip(axes, ("tracking error (cm)", "drop rate", "success rate"),
+                         strict=True):
+        ax.set_title(title)
+        ax.set_xticks(x + width * (len(variants) - 1) / 2, levers, rotation=20)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{result['run']} ({result['transitions']} transitions): one model per "
+                 f"lever, {result['episodes']} evaluation episodes each")
+    fig.text(0.01, 0.01, benchlib.footnote("bench/bench_model_levers.py"), fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    parser.add_argument("--levers", default=",".join(LEVERS))
+    parser.add_argument("--variants", default="pddm,moderate")
+    parser.add_argument("--episodes", type=int, default=8)
+    parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    parser.add_argument("--perfect-runs", type=Path, default=Path("runs/bench_learning/pddm"))
+    parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "model_levers.json")
+    args = parser.parse_args(argv)
+    levers = [n for n in args.levers.split(",") if n]
+    variants = [v for v in args.variants.split(",") if v]
+    if set(levers) - set(LEVERS) or set(variants) - set(VARIANTS) or args.episodes < 1:
+        parser.error(f"levers from {sorted(LEVERS)}, variants from {sorted(VARIANTS)}")
+    if not (args.run / "dataset").is_dir():
+        log(f"no dataset in {args.run}: run `make bench-learning BUDGET=pddm_explore` first")
+        return 2
+    torch.set_num_threads(1)
+    dataset = EpisodeDataset(args.run / "dataset")
+    perfect = perfect_score(args.perfect_runs)
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    same_data = old.get("run") == str(args.run) and old.get(
+        "transitions") == dataset.num_transitions
+    result: dict[str, Any] = {
+        "benchmark": "model_levers", "run": str(args.run),
+        "transitions": dataset.num_transitions, "episodes": args.episodes,
+        "variants": variants, "inference_dtype": args.dtype, "perfect_score": perfect,
+        "perfect_tracking_error": None if perfect is None else -perfect / 2.0,
+        "lever_changes": {n: LEVERS[n] for n in levers}, "levers": {}}
+    env = HandEnv("baoding")
+    for name in levers:
+        log(f"{name}: training on {dataset.num_transitions} transitions ({LEVERS[name]})")
+        facts = train_lever(args.run, name, dataset)
+        log(f"{name}: {facts['train_seconds']:.0f} s, val 7-step mse {facts['val_7_step_mse']}")
+        done = old.get("levers", {}).get(name, {}).get("by_variant", {}) if same_data else {}
+        entry = {**facts, "by_variant": {}}
+        for variant in variants:
+            res = done.get(variant)
+            if res is None or res.get("episodes") != args.episodes:
+                res = evaluate(env, args.run / "levers" / f"{name}.model", VARIANTS[variant],
+                               args.dtype, args.episodes)
+                if perfect is not None and res["score"] < 0:
+                    res["score_ratio_to_perfect"] = perfect / res["score"]
+            entry["by_variant"][variant] = res
+            log(f"{name} / {variant}: drops {res['drop_rate']:.0%}, successes "
+                f"{res['success_rate']:.0%}, steps {res['steps']:.1f}, error "
+                f"{100 * res['tracking_error']:.2f} cm, ratio "
+                f"{res.get('score_ratio_to_perfect', float('nan')):.2f}")
+        result["levers"][name] = entry
+        benchlib.write_result(args.out, result)  # after every lever: resumable
+    plot(result, args.out.with_suffix(".png"))
+    log(f"{args.out} and {args.out.with_suffix('.png')}; cpu {benchlib.cpu_model()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
