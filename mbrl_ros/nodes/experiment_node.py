@@ -23,7 +23,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,17 @@ from rclpy.parameter import Parameter, parameter_value_to_python
 from std_msgs.msg import Float64
 
 from mbrl_ros.core.experiment import Budget, EpisodeOutcome, Step, pddm_plan, run_experiment
-from mbrl_ros.msg import GoalSchedule, ObjectStates, PlannedAction, TaskState, TrainingMetrics
+from mbrl_ros.msg import GoalSchedule, ObjectStates, PlannedAction, TaskState
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import OK, WARN, Diagnostics
-from mbrl_ros.nodes.episode_record import Backlog, EpisodeRecord, SeenState
+from mbrl_ros.nodes.episode_record import EpisodeRecord, SeenState
 from mbrl_ros.nodes.parameters import Param, ParameterSet
+from mbrl_ros.nodes.patient_calls import CallFailed, PatientCaller, status_values
 from mbrl_ros.nodes.runtime import run_node
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params, task_from_params
+from mbrl_ros.nodes.trainer_link import TrainerLink
 from mbrl_ros.results import MetricsLog, plot_learning_curve, read_metrics
-from mbrl_ros.srv import GetStatus, ResetEpisode, StoreEpisode, TrainModel
+from mbrl_ros.srv import GetStatus, ResetEpisode
 
 PARAMS = [
     *TASK_PARAMS,
@@ -94,25 +95,11 @@ PARAMS = [
 ]
 
 
-# A service call not answered in this long is sent again: a node killed mid-call stays in
-# the DDS graph until its lease ends, and its respawned successor never saw the request.
-CALL_ATTEMPT_S = 2.0
-# The trainer's status after an episode: asked once this long before the trainer counts as
-# down (it answers in milliseconds when it runs).
-STATUS_ATTEMPT_S = 1.0
-# The trainer publishes ~/num_transitions every second: silent this long = not running.
-TRAINER_SILENT_S = 1.5
-# A trainer that neither stores an episode nor records it this long did not see its end.
-NOT_RECORDING_S = 3.0
 MAX_INTERRUPTIONS = 10  # in a row, then the run stops
 
 
-class ExperimentError(RuntimeError):
+class ExperimentError(CallFailed):
     """The loop cannot go on (a node is missing or did not answer)."""
-
-
-class TooLittleData(ExperimentError):
-    """The trainer has too little data for a model yet: the loop keeps collecting."""
 
 
 class EpisodeInterrupted(RuntimeError):
@@ -133,7 +120,8 @@ class ExperimentNode(Node):
         self.budget = Budget(p["random_rollouts"], p["iterations"], p["rollouts_per_iteration"],
                              p["random_rollouts_per_iteration"])
         self.exit_code = 0
-        self.backlog = Backlog()  # episodes the trainer did not confirm (episode_record.py)
+        self._stop = threading.Event()
+        self.calls = PatientCaller(self, self._stop, p["startup_timeout_s"])
         self.diagnostics = Diagnostics(self, self._health, hardware_id="experiment")
         self.params.report_to(self.diagnostics)
         group = ReentrantCallbackGroup()
@@ -144,20 +132,11 @@ class ExperimentNode(Node):
                                  callback_group=group)
         self.create_subscription(PlannedAction, "planned_action", self._on_action, 50,
                                  callback_group=group)
-        self.create_subscription(TrainingMetrics, f"{p['trainer']}/metrics", self._on_metrics,
-                                 10, callback_group=group)
         self.create_subscription(ObjectStates, "object_states", self._on_objects, 10,
                                  callback_group=group)
-        self.create_subscription(Float64, f"{p['trainer']}/num_transitions",
-                                 self._on_trainer_count, 10, callback_group=group)
         self.reset_client = self.create_client(ResetEpisode, "reset_episode",
                                                callback_group=group)
-        self.train_client = self.create_client(TrainModel, f"{p['trainer']}/train",
-                                               callback_group=group)
-        self.trainer_status = self.create_client(GetStatus, f"{p['trainer']}/get_status",
-                                                 callback_group=group)
-        self.store_client = self.create_client(StoreEpisode, f"{p['trainer']}/store_episode",
-                                               callback_group=group)
+        self.trainer = TrainerLink(self, p["trainer"], self.calls, self.task.name, group)
         self.planner_status = self.create_client(GetStatus, f"{p['planner']}/get_status",
                                                  callback_group=group)
         self.planner_params = self.create_client(SetParameters,
@@ -176,22 +155,15 @@ class ExperimentNode(Node):
         self._group = group
         self._lock = threading.Lock()
         self._episode: EpisodeRecord | None = None
-        self._metrics: list[TrainingMetrics] = []
-        self._trainer_heard = -1e9  # time.monotonic() of the trainer's newest heartbeat
-        self._trainer_count = 0  # its newest num_transitions
-        self._trainer_total: int | None = None  # num_transitions in its newest status
         self._planner_ticks = -1  # the planner's command counter (restarts at 1 with it)
         self._planner_restarted = threading.Event()
         self._states_flow = threading.Event()  # a task state (of any episode) arrived
-        self._stop = threading.Event()
         self._worker = threading.Thread(target=self._main, name="experiment", daemon=True)
         self._worker.start()
 
     def _health(self) -> tuple[int, str, dict[str, Any]]:
-        backlog = self.backlog
-        level = WARN if backlog.dropped else OK
-        return level, "running", {"run": self.run_dir, "missed_episodes_pending": len(backlog),
-                                  "missed_episodes_dropped": backlog.dropped}
+        level = WARN if self.trainer.backlog.dropped else OK
+        return level, "running", {"run": self.run_dir, **self.trainer.describe()}
 
     # ----- callbacks: record only ---------------------------------------------------------
     def _on_state(self, msg: TaskState) -> None:
@@ -252,111 +224,17 @@ class ExperimentNode(Node):
             else:
                 ep.object_step = msg.step
 
-    def _on_trainer_count(self, msg: Float64) -> None:
-        with self._lock:
-            self._trainer_heard = time.monotonic()
-            self._trainer_count = int(msg.data)
-
-    def _trainer_silent(self) -> bool:
-        with self._lock:
-            return time.monotonic() - self._trainer_heard > TRAINER_SILENT_S
-
-    def _on_metrics(self, msg: TrainingMetrics) -> None:
-        with self._lock:
-            self._metrics.append(msg)
-
-    # ----- service plumbing ---------------------------------------------------------------
-    def _call(self, client, request, timeout: float, what: str,
-              attempt_s: float = CALL_ATTEMPT_S):
-        """The response of ``client`` to ``request``. A server that does not answer within
-        ``attempt_s`` is asked again until ``timeout`` (a node killed mid-call stays in the
-        DDS graph until its lease ends, and its respawned successor never saw the request);
-        ``attempt_s >= timeout`` asks once. Every request sent here is safe to repeat."""
-        deadline = time.monotonic() + timeout
-        warned = False
-        while True:
-            remaining = deadline - time.monotonic()
-            if self._stop.is_set():
-                raise ExperimentError("stopped")
-            if remaining <= 0:
-                raise ExperimentError(f"{what}: no answer from {client.srv_name} in "
-                                      f"{timeout:g} s")
-            if not client.wait_for_service(timeout_sec=min(remaining, 0.5)):
-                continue
-            future = client.call_async(request)
-            until = time.monotonic() + min(attempt_s, remaining)
-            while not future.done() and time.monotonic() < until and not self._stop.is_set():
-                time.sleep(0.005)
-            if future.done():
-                return future.result()
-            client.remove_pending_request(future)
-            if not warned and time.monotonic() < deadline and not self._stop.is_set():
-                self.get_logger().warning(f"{what}: {client.srv_name} did not answer in "
-                                          f"{attempt_s:g} s; asking again (restarting?)")
-                warned = True
-
-    def _wait(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if self._stop.is_set():
-                raise ExperimentError("stopped")
-            if time.monotonic() > deadline:
-                raise ExperimentError(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(0.01)
-
-    def _status(self, client) -> GetStatus.Response:
-        """A node's status, waiting for it while it restarts (``startup_timeout_s``)."""
-        return self._call(client, GetStatus.Request(), self.params["startup_timeout_s"],
-                          "status")
-
-    def _try_status(self, client) -> GetStatus.Response | None:
-        """One quick status request; None when it goes unanswered (the node is down)."""
-        try:
-            return self._call(client, GetStatus.Request(), STATUS_ATTEMPT_S, "status",
-                              attempt_s=STATUS_ATTEMPT_S)
-        except ExperimentError:
-            if self._stop.is_set():
-                raise
-            return None
-
     def _planner_loaded(self) -> int:
         """Newest model version the planner has accepted (it plans on it from the next
         state on; in lockstep no plan runs between episodes)."""
-        status = self._status(self.planner_status)
-        values = {kv.key: kv.value for kv in status.values}
+        status = self.calls.status(self.planner_status)
+        values = status_values(status)
         return int(values.get("accepted_model_version", status.model_version))
-
-    def _next_metrics(self, seen: int, wait: float) -> TrainingMetrics | None:
-        """The newest training metrics if more than ``seen`` arrived within ``wait`` s."""
-        deadline = time.monotonic() + wait
-        while True:
-            with self._lock:
-                if len(self._metrics) > seen:
-                    return self._metrics[-1]
-            if self._stop.is_set():
-                raise ExperimentError("stopped")
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.01)
-
-    def _request_training(self, p: dict[str, Any]) -> tuple[int, str]:
-        """Start a training job; returns its id and the trainer's message. A job already
-        running (a request repeated after a slow answer) is adopted."""
-        res = self._call(self.train_client, TrainModel.Request(
-            from_scratch=True, epochs=p["train_epochs"]), p["startup_timeout_s"],
-            "start training")
-        if not res.accepted and res.job_id == 0:
-            error = TooLittleData if "too little data" in res.message else ExperimentError
-            raise error(f"the trainer refused to train: {res.message}")
-        return int(res.job_id), res.message
 
     def _set_policy(self, policy: str) -> None:
         req = SetParameters.Request(parameters=[Parameter("policy", value=policy)
                                                 .to_parameter_msg()])
-        res = self._call(self.planner_params, req, self.params["startup_timeout_s"],
+        res = self.calls.call(self.planner_params, req, self.params["startup_timeout_s"],
                          "set the planner's policy")
         if not res.results or not res.results[0].successful:
             reason = res.results[0].reason if res.results else "no result"
@@ -366,7 +244,7 @@ class ExperimentNode(Node):
     def _main(self) -> None:
         try:
             self._run()
-        except ExperimentError as exc:
+        except CallFailed as exc:
             if not self._stop.is_set():
                 self.get_logger().error(f"experiment stopped: {exc}")
                 self.exit_code = 1
@@ -383,35 +261,35 @@ class ExperimentNode(Node):
     def _run(self) -> None:
         p = self.params.snapshot()
         timeout = p["startup_timeout_s"]
-        for client in (self.reset_client, self.train_client, self.trainer_status,
+        for client in (self.reset_client, self.trainer.train_client, self.trainer.status_client,
                        self.planner_status, self.planner_params, self.estimator_params):
-            self._wait(lambda c=client: c.wait_for_service(timeout_sec=0.2), timeout,
+            self.calls.wait(lambda c=client: c.wait_for_service(timeout_sec=0.2), timeout,
                        f"service {client.srv_name}")
-        self._wait(lambda: self.pub_schedule.get_subscription_count() >= 4, timeout,
+        self.calls.wait(lambda: self.pub_schedule.get_subscription_count() >= 4, timeout,
                    "the simulator, estimator, planner and trainer to subscribe to "
                    "goal_schedule")
         # Before the first episode the estimator already publishes (episode 0, from the
         # first joint state): the first episode starts once it reaches this node and the
         # trainer (topics connect some time after the services appear on a busy machine).
-        self._wait(self._states_flow.is_set, timeout, "task states")
-        self._wait(lambda: self.count_publishers("planned_action") > 0, timeout,
+        self.calls.wait(self._states_flow.is_set, timeout, "task states")
+        self.calls.wait(lambda: self.count_publishers("planned_action") > 0, timeout,
                    "the planner's planned_action")
         # Both of the trainer's inputs: on a busy machine its planned_action subscription can
         # match seconds after task_state, and the actions sent before it matched are lost.
-        self._wait(self._trainer_connected, timeout,
+        self.calls.wait(self.trainer.connected, timeout,
                    "the trainer to receive task states and connect to planned_action")
         if self.recorder_status is not None:  # it records from the first step on
             since = time.monotonic()
-            self._wait(lambda: self._recorder_connected(since), timeout,
+            self.calls.wait(lambda: self._recorder_connected(since), timeout,
                        f"{p['recorder']} to match every publisher of its topics and the "
                        f"{p['estimator']} and {p['planner']} to match it")
             self.get_logger().info(f"{p['recorder']} has matched every publisher")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(p)
         log = MetricsLog(self.run_dir / "metrics.csv")
-        status = self._status(self.trainer_status)
-        self._trainer_total = status.num_transitions
-        values = {kv.key: kv.value for kv in status.values}
+        status = self.trainer.status()
+        self.trainer.total = status.num_transitions
+        values = status_values(status)
         episode_id = max(int(values.get("max_episode_id", status.num_episodes)), 0) + 1
         plan = pddm_plan(self.budget)
         self.get_logger().info(
@@ -424,23 +302,18 @@ class ExperimentNode(Node):
         self._next_episode_id = episode_id
         run_experiment(plan, self, self.task, lambda row: self._append(log, row),
                        self.get_logger().info)
-        self._flush_backlog()
-        if self.backlog:
+        self.trainer.flush_backlog()
+        if self.trainer.backlog:
             self.get_logger().warning(
-                f"{len(self.backlog)} episode(s) the trainer missed were not sent (it is "
+                f"{len(self.trainer.backlog)} episode(s) the trainer missed were not sent (it is "
                 "down); their transitions are not in the dataset")
         self.get_logger().info(
             f"done: results in {self.run_dir.resolve()} (metrics.csv, learning_curve.png, "
             f"rollout_latest, config.yaml)")
 
-    def _trainer_connected(self) -> bool:
-        values = {kv.key: kv.value for kv in self._status(self.trainer_status).values}
-        return (int(values.get("recorder_states", 0)) > 0
-                and int(values.get("action_publishers", 0)) > 0)
-
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            values = {kv.key: kv.value for kv in status.values}
+            values = status_values(status)
             if "unmatched_subscribers" in values:
                 self._unmatched[status.name] = (time.monotonic(),
                                                 values["unmatched_subscribers"])
@@ -449,7 +322,7 @@ class ExperimentNode(Node):
         """The recorder's subscriptions see every publisher, and the estimator's and the
         planner's publishers (what an episode records) see every subscription, the recorder's
         included, in diagnostics sent after ``since``: discovery is not symmetric."""
-        values = {kv.key: kv.value for kv in self._status(self.recorder_status).values}
+        values = status_values(self.calls.status(self.recorder_status))
         if values.get("unmatched_topics", "?") != "":
             return False
         ns = self.get_namespace().rstrip("/")
@@ -461,7 +334,9 @@ class ExperimentNode(Node):
 
     # ----- the backend of core.experiment.run_experiment -------------------------------------
     def train(self, iteration: int) -> None:
-        self._model_version = self._train(iteration, self._model_version)
+        self._model_version = self.trainer.train(
+            iteration, self.budget.iterations, self._model_version, self.params["train_epochs"],
+            self.params["train_timeout_s"], self._planner_loaded)
 
     def run_episode(self, step: Step, index: int) -> EpisodeOutcome:
         """One episode of the plan (seed ``seed + id``); an interrupted one runs again under
@@ -483,19 +358,19 @@ class ExperimentNode(Node):
         """After an interruption: the estimator and the planner answer again (a respawned
         one is up). The simulator answers the next reset; the trainer is not needed."""
         timeout = self.params["startup_timeout_s"]
-        self._call(self.estimator_params, GetParameters.Request(names=["task"]), timeout,
+        self.calls.call(self.estimator_params, GetParameters.Request(names=["task"]), timeout,
                    "wait for the state estimator")
-        self._status(self.planner_status)
+        self.calls.status(self.planner_status)
 
     def _episode_run(self, episode_id: int, step: Step, seed: int,
                      model_version: int) -> EpisodeOutcome:
         p = self.params.snapshot()
-        self._flush_backlog()
+        self.trainer.flush_backlog()
         # Every episode: a respawned planner starts with the YAML's policy and must have the
         # model before an MPC episode starts.
         self._set_policy("plan" if step.policy == "mpc" else "explore")
         if step.policy == "mpc" and model_version > 0:
-            self._wait(lambda: self._planner_loaded() >= model_version, p["startup_timeout_s"],
+            self.calls.wait(lambda: self._planner_loaded() >= model_version, p["startup_timeout_s"],
                        f"the planner to load model v{model_version}")
         self._planner_restarted.clear()
         record = EpisodeRecord(episode_id, self.length)
@@ -503,7 +378,7 @@ class ExperimentNode(Node):
             self._episode = record
         start = time.monotonic()
         try:
-            res = self._call(self.reset_client, ResetEpisode.Request(
+            res = self.calls.call(self.reset_client, ResetEpisode.Request(
                 seed=seed % 2**32, task=self.task.name, episode_id=episode_id),
                 p["startup_timeout_s"], "reset the simulator")
             if not res.success:
@@ -524,15 +399,15 @@ class ExperimentNode(Node):
             # a step the planner skipped (realtime: two states within one tick), not a
             # sample on its way: only the last action is waited for.
             try:
-                self._wait(lambda: max(record.actions, default=-1) >= record.length - 1, 3.5,
+                self.calls.wait(lambda: max(record.actions, default=-1) >= record.length - 1, 3.5,
                            "")
-            except ExperimentError:
+            except CallFailed:
                 pass
         except EpisodeInterrupted:
             with self._lock:  # what ran of it is data too; not across a simulator restart
                 request = None if record.problem else record.store_request(self.task.name)
             if request is not None and request.state_steps:
-                self.backlog.add(request)
+                self.trainer.backlog.add(request)
             raise
         finally:
             with self._lock:
@@ -542,15 +417,8 @@ class ExperimentNode(Node):
             self.get_logger().warning(f"episode {episode_id}: no state for steps "
                                       f"{missing[:10]}, no action for {missing_actions[:10]}")
         states, actions = record.arrays(self.task.state_dim, self.task.action_dim)
-        before, trainer = self._trainer_total, self._stored_status(episode_id)
-        with self._lock:
-            transitions = trainer.num_transitions if trainer is not None else self._trainer_count
         # The callbacks no longer write to the record (it is not the current episode).
-        self._trainer_total = None if trainer is None else trainer.num_transitions
-        if (trainer is None or before is None
-                or trainer.num_transitions - before < record.transitions_seen()):
-            # it stores what it lacks of it (or nothing)
-            self.backlog.add(record.store_request(self.task.name))
+        transitions = self.trainer.confirm_episode(record)
         latencies = [a.stats.plan_latency_ms for a in record.actions.values()
                      if not a.stats.fallback and a.stats.planner not in ("exploration", "hold")]
         return EpisodeOutcome(
@@ -589,103 +457,6 @@ class ExperimentNode(Node):
                 self.get_logger().warning("the planner restarted: setting its policy again")
                 self._set_policy("plan" if step.policy == "mpc" else "explore")
 
-    def _stored_status(self, episode_id: int) -> GetStatus.Response | None:
-        """The trainer's status once it has stored ``episode_id``. When it cannot (it is
-        down, or it restarted during the episode and never saw its end) the run goes on:
-        None (down), or its status."""
-        deadline = time.monotonic() + 60.0
-        not_recording_since: float | None = None
-        while True:
-            status = self._try_status(self.trainer_status)
-            now = time.monotonic()
-            if status is None and self._trainer_silent():
-                self.get_logger().warning(
-                    f"episode {episode_id}: the trainer is not running (no num_transitions "
-                    f"for {TRAINER_SILENT_S:g} s); the episodes go on")
-                return None
-            values = {} if status is None else {kv.key: kv.value for kv in status.values}
-            if status is None:
-                pass  # it runs but did not answer in time: ask again
-            elif int(values.get("max_episode_id", -1)) >= episode_id:
-                return status
-            elif (int(values.get("open_episode_id", -1)) == episode_id
-                    or int(values.get("unsaved_episodes", 0)) > 0):
-                not_recording_since = None
-            elif not_recording_since is None:
-                not_recording_since = now
-            elif now - not_recording_since > NOT_RECORDING_S:
-                self.get_logger().warning(
-                    f"episode {episode_id}: the trainer neither stored nor records it (it "
-                    "missed the episode: down or restarting); the run goes on")
-                return status
-            if now > deadline:
-                view = {k: values.get(k) for k in ("open_episode", "max_episode_id",
-                                                    "unsaved_episodes")}
-                raise ExperimentError(f"the trainer did not store episode {episode_id} in "
-                                      f"60 s ({view})")
-            time.sleep(0.05)
-
-    def _flush_backlog(self) -> None:
-        """Send the trainer the episodes it missed, oldest first, while it answers."""
-        while self.backlog and not self._trainer_silent():
-            request = self.backlog.requests[0]
-            try:
-                res = self._call(self.store_client, request, 2 * CALL_ATTEMPT_S,
-                                 "send a missed episode")
-            except ExperimentError:
-                if self._stop.is_set():
-                    raise
-                return  # gone again: the next episode tries
-            if res.busy:
-                return
-            self.backlog.requests.popleft()
-            if res.stored or not res.success:
-                self._trainer_total = None  # its count moved: check the next episode too
-                log = self.get_logger().info if res.success else self.get_logger().warning
-                log(f"sent the trainer episode {request.episode_id} it missed: {res.message}")
-
-    def _train(self, iteration: int, model_version: int) -> int:
-        p = self.params.snapshot()
-        self._flush_backlog()  # the missed episodes are trained on too
-        with self._lock:
-            seen = len(self._metrics)
-        start = time.monotonic()
-        try:
-            job, message = self._request_training(p)
-        except TooLittleData as exc:  # drops end episodes early: keep collecting
-            plan = f"planning on model v{model_version}" if model_version else "exploring"
-            self.get_logger().warning(f"iteration {iteration}: {exc}; {plan}")
-            return model_version
-        self.get_logger().info(f"iteration {iteration}/{self.budget.iterations}: "
-                               f"training ({message})")
-        while (metrics := self._next_metrics(seen, 1.0)) is None:
-            if time.monotonic() - start > p["train_timeout_s"]:
-                raise ExperimentError(f"timed out after {p['train_timeout_s']:g} s waiting "
-                                      "for the training result")
-            status = self._try_status(self.trainer_status)
-            if status is not None and status.state != "training":
-                values = {kv.key: kv.value for kv in status.values}
-                if int(values.get("job_id", job)) < job:  # a respawned trainer counts anew
-                    self.get_logger().warning(f"the trainer restarted during training job "
-                                              f"{job}: requesting the training again")
-                    job, message = self._request_training(p)
-        took = time.monotonic() - start
-        if not metrics.accepted:
-            self.get_logger().warning(
-                f"iteration {iteration}: the trainer rejected the new model (val loss "
-                f"{metrics.val_loss:.3g}); planning on model v{model_version}")
-            return model_version
-        version = metrics.model_version
-        self._wait(lambda: self._planner_loaded() >= version, 60.0,
-                   f"the planner to load model v{version}")
-        multi = list(metrics.val_multi_step_mse)
-        self.get_logger().info(
-            f"iteration {iteration}: model v{version} on {metrics.num_transitions} "
-            f"transitions in {took:.1f} s: val one-step mse {metrics.val_one_step_mse:.3g}, "
-            f"{len(multi)}-step {multi[-1] if multi else float('nan'):.3g}, disagreement "
-            f"{metrics.val_disagreement:.3g}")
-        return version
-
     def end_iteration(self, iteration: int, rows: list[dict[str, Any]],
                       last_mpc: EpisodeOutcome | None) -> None:
         p = self.params.snapshot()
@@ -710,7 +481,7 @@ class ExperimentNode(Node):
         for name in own["config_nodes"]:
             try:
                 config[name] = self._node_parameters(name)
-            except ExperimentError as exc:
+            except CallFailed as exc:
                 config[name] = f"unavailable: {exc}"
         with (self.run_dir / "config.yaml").open("w") as f:
             yaml.safe_dump(config, f, sort_keys=True)
@@ -721,9 +492,9 @@ class ExperimentNode(Node):
         getter = self.create_client(GetParameters, f"{name}/get_parameters",
                                     callback_group=self._group)
         try:
-            names = list(self._call(lister, ListParameters.Request(), 10.0,
+            names = list(self.calls.call(lister, ListParameters.Request(), 10.0,
                                     f"{name} parameters").result.names)
-            values = self._call(getter, GetParameters.Request(names=names), 10.0,
+            values = self.calls.call(getter, GetParameters.Request(names=names), 10.0,
                                 f"{name} parameters").values
             out = {}
             for n, v in zip(names, values, strict=True):

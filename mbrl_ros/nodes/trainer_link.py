@@ -1,0 +1,221 @@
+"""The experiment manager's side of the dynamics trainer: training jobs, the episodes it
+stored, and the ones it missed.
+
+The trainer records the episodes from the topics by itself; this asks it (``get_status``)
+whether it stored each one, sends what it missed (``store_episode``, oldest first, while it
+answers), starts a training job (``train``) and follows it through ``~/metrics``. A trainer
+that dies is noticed by its silent ``~/num_transitions`` heartbeat: the episodes go on
+without it, and a job lost with it is requested again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rclpy.callback_groups import CallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import Float64
+
+from mbrl_ros.msg import TrainingMetrics
+from mbrl_ros.nodes.episode_record import Backlog, EpisodeRecord
+from mbrl_ros.nodes.patient_calls import CALL_ATTEMPT_S, CallFailed, PatientCaller, status_values
+from mbrl_ros.srv import GetStatus, StoreEpisode, TrainModel
+
+#: The trainer publishes ~/num_transitions every second: silent this long = not running.
+TRAINER_SILENT_S = 1.5
+#: A trainer that neither stores an episode nor records it this long did not see its end.
+NOT_RECORDING_S = 3.0
+
+
+class TooLittleData(CallFailed):
+    """The trainer has too little data for a model yet: the loop keeps collecting."""
+
+
+class TrainerLink:
+    """Clients and subscriptions of one trainer node (``name``, same namespace)."""
+
+    def __init__(self, node: Node, name: str, calls: PatientCaller, task_name: str,
+                 group: CallbackGroup) -> None:
+        self.node, self.calls, self.task_name = node, calls, task_name
+        self.log = node.get_logger()
+        self.backlog = Backlog()  # episodes it did not confirm (episode_record.py)
+        self.train_client = node.create_client(TrainModel, f"{name}/train",
+                                               callback_group=group)
+        self.status_client = node.create_client(GetStatus, f"{name}/get_status",
+                                                callback_group=group)
+        self.store_client = node.create_client(StoreEpisode, f"{name}/store_episode",
+                                               callback_group=group)
+        node.create_subscription(TrainingMetrics, f"{name}/metrics", self._on_metrics, 10,
+                                 callback_group=group)
+        node.create_subscription(Float64, f"{name}/num_transitions", self._on_count, 10,
+                                 callback_group=group)
+        self._lock = threading.Lock()
+        self._metrics: list[TrainingMetrics] = []
+        self._heard = -1e9  # time.monotonic() of its newest heartbeat
+        self._count = 0  # its newest num_transitions
+        self.total: int | None = None  # num_transitions in its newest status
+
+    # ----- callbacks ----------------------------------------------------------------------
+    def _on_count(self, msg: Float64) -> None:
+        with self._lock:
+            self._heard = time.monotonic()
+            self._count = int(msg.data)
+
+    def _on_metrics(self, msg: TrainingMetrics) -> None:
+        with self._lock:
+            self._metrics.append(msg)
+
+    def silent(self) -> bool:
+        with self._lock:
+            return time.monotonic() - self._heard > TRAINER_SILENT_S
+
+    def status(self) -> GetStatus.Response:
+        return self.calls.status(self.status_client)
+
+    def connected(self) -> bool:
+        """Both of its inputs flow: it received task states and matched planned_action."""
+        values = status_values(self.status())
+        return (int(values.get("recorder_states", 0)) > 0
+                and int(values.get("action_publishers", 0)) > 0)
+
+    # ----- episodes -----------------------------------------------------------------------
+    def confirm_episode(self, record: EpisodeRecord) -> int:
+        """After an episode: wait until the trainer stored it (or cannot); queue it for
+        ``flush_backlog`` when it lacks transitions of it. Returns its transition count."""
+        before, trainer = self.total, self._stored_status(record.episode_id)
+        with self._lock:
+            transitions = trainer.num_transitions if trainer is not None else self._count
+        self.total = None if trainer is None else trainer.num_transitions
+        if (trainer is None or before is None
+                or trainer.num_transitions - before < record.transitions_seen()):
+            # it stores what it lacks of it (or nothing)
+            self.backlog.add(record.store_request(self.task_name))
+        return transitions
+
+    def _stored_status(self, episode_id: int) -> GetStatus.Response | None:
+        """Its status once it has stored ``episode_id``. When it cannot (it is down, or it
+        restarted during the episode and never saw its end) the run goes on: None (down), or
+        its status."""
+        deadline = time.monotonic() + 60.0
+        not_recording_since: float | None = None
+        while True:
+            status = self.calls.try_status(self.status_client)
+            now = time.monotonic()
+            if status is None and self.silent():
+                self.log.warning(f"episode {episode_id}: the trainer is not running (no "
+                                 f"num_transitions for {TRAINER_SILENT_S:g} s); the episodes "
+                                 "go on")
+                return None
+            values = {} if status is None else status_values(status)
+            if status is None:
+                pass  # it runs but did not answer in time: ask again
+            elif int(values.get("max_episode_id", -1)) >= episode_id:
+                return status
+            elif (int(values.get("open_episode_id", -1)) == episode_id
+                    or int(values.get("unsaved_episodes", 0)) > 0):
+                not_recording_since = None
+            elif not_recording_since is None:
+                not_recording_since = now
+            elif now - not_recording_since > NOT_RECORDING_S:
+                self.log.warning(f"episode {episode_id}: the trainer neither stored nor "
+                                 "records it (it missed the episode: down or restarting); the "
+                                 "run goes on")
+                return status
+            if now > deadline:
+                view = {k: values.get(k) for k in ("open_episode", "max_episode_id",
+                                                    "unsaved_episodes")}
+                raise CallFailed(f"the trainer did not store episode {episode_id} in 60 s "
+                                 f"({view})")
+            time.sleep(0.05)
+
+    def flush_backlog(self) -> None:
+        """Send the trainer the episodes it missed, oldest first, while it answers."""
+        while self.backlog and not self.silent():
+            request = self.backlog.requests[0]
+            try:
+                res = self.calls.call(self.store_client, request, 2 * CALL_ATTEMPT_S,
+                                      "send a missed episode")
+            except CallFailed:
+                if self.calls.stop.is_set():
+                    raise
+                return  # gone again: the next episode tries
+            if res.busy:
+                return
+            self.backlog.requests.popleft()
+            if res.stored or not res.success:
+                self.total = None  # its count moved: check the next episode too
+                log = self.log.info if res.success else self.log.warning
+                log(f"sent the trainer episode {request.episode_id} it missed: {res.message}")
+
+    # ----- training -----------------------------------------------------------------------
+    def train(self, iteration: int, iterations: int, model_version: int, epochs: int,
+              timeout_s: float, planner_loaded: Callable[[], int]) -> int:
+        """One training job for ``iteration``; once accepted, waits until the planner loaded
+        it. Returns the model version the planner plans on afterwards."""
+        self.flush_backlog()  # the missed episodes are trained on too
+        with self._lock:
+            seen = len(self._metrics)
+        start = time.monotonic()
+        try:
+            job, message = self._request_training(epochs)
+        except TooLittleData as exc:  # drops end episodes early: keep collecting
+            plan = f"planning on model v{model_version}" if model_version else "exploring"
+            self.log.warning(f"iteration {iteration}: {exc}; {plan}")
+            return model_version
+        self.log.info(f"iteration {iteration}/{iterations}: training ({message})")
+        while (metrics := self._next_metrics(seen, 1.0)) is None:
+            if time.monotonic() - start > timeout_s:
+                raise CallFailed(f"timed out after {timeout_s:g} s waiting for the training "
+                                 "result")
+            status = self.calls.try_status(self.status_client)
+            if status is not None and status.state != "training":
+                if int(status_values(status).get("job_id", job)) < job:  # a respawned one
+                    self.log.warning(f"the trainer restarted during training job {job}: "
+                                     "requesting the training again")
+                    job, message = self._request_training(epochs)
+        took = time.monotonic() - start
+        if not metrics.accepted:
+            self.log.warning(f"iteration {iteration}: the trainer rejected the new model (val "
+                             f"loss {metrics.val_loss:.3g}); planning on model v{model_version}")
+            return model_version
+        version = metrics.model_version
+        self.calls.wait(lambda: planner_loaded() >= version, 60.0,
+                        f"the planner to load model v{version}")
+        multi = list(metrics.val_multi_step_mse)
+        self.log.info(
+            f"iteration {iteration}: model v{version} on {metrics.num_transitions} "
+            f"transitions in {took:.1f} s: val one-step mse {metrics.val_one_step_mse:.3g}, "
+            f"{len(multi)}-step {multi[-1] if multi else float('nan'):.3g}, disagreement "
+            f"{metrics.val_disagreement:.3g}")
+        return version
+
+    def _request_training(self, epochs: int) -> tuple[int, str]:
+        """Start a training job; returns its id and the trainer's message. A job already
+        running (a request repeated after a slow answer) is adopted."""
+        res = self.calls.call(self.train_client, TrainModel.Request(
+            from_scratch=True, epochs=epochs), self.calls.startup_timeout_s, "start training")
+        if not res.accepted and res.job_id == 0:
+            error = TooLittleData if "too little data" in res.message else CallFailed
+            raise error(f"the trainer refused to train: {res.message}")
+        return int(res.job_id), res.message
+
+    def _next_metrics(self, seen: int, wait: float) -> TrainingMetrics | None:
+        """The newest training metrics if more than ``seen`` arrived within ``wait`` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                if len(self._metrics) > seen:
+                    return self._metrics[-1]
+            if self.calls.stop.is_set():
+                raise CallFailed("stopped")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    def describe(self) -> dict[str, Any]:
+        """For the node's diagnostics."""
+        return {"missed_episodes_pending": len(self.backlog),
+                "missed_episodes_dropped": self.backlog.dropped}
