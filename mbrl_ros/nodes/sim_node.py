@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -29,65 +28,14 @@ from mbrl_ros.core.validation import finite_vector
 from mbrl_ros.msg import GoalSchedule, ObjectStates
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
-from mbrl_ros.nodes.parameters import Param, ParameterSet
+from mbrl_ros.nodes.parameters import ParameterSet
 from mbrl_ros.nodes.runtime import run_node
-from mbrl_ros.sim import HAND_JOINT_NAMES, SCENES, HandSim, RealismConfig, SimConfig, SimState
+from mbrl_ros.nodes.sim_params import PARAM_CHECKS, PARAMS, sim_config
+from mbrl_ros.sim import SCENES, HandSim, SimState
 from mbrl_ros.sim.guard import route_mujoco_warnings
 from mbrl_ros.srv import GetGoal, ResetEpisode, SetGoal
 
-REALISM = [
-    Param("realism.joint_pos_noise_std", 0.0, "joint encoder noise std (rad)", 0.0, 1.0,
-          read_only=True),
-    Param("realism.joint_vel_noise_std", 0.0, "joint velocity noise std (rad/s)", 0.0, 10.0,
-          read_only=True),
-    Param("realism.object_pos_noise_std", 0.0, "tracker position noise std (m)", 0.0, 1.0,
-          read_only=True),
-    Param("realism.object_rot_noise_std", 0.0, "tracker orientation noise std (rad)", 0.0, 3.2,
-          read_only=True),
-    Param("realism.object_vel_noise_std", 0.0, "tracker linear velocity noise std (m/s)",
-          0.0, 10.0, read_only=True),
-    Param("realism.object_angvel_noise_std", 0.0, "tracker angular velocity noise (rad/s)",
-          0.0, 100.0, read_only=True),
-    Param("realism.tracker_latency_steps", 0, "tracker reports objects this many steps late",
-          0, 100, read_only=True),
-    Param("realism.tracker_dropout_rate", 0.0, "probability a tracker reading is missing",
-          0.0, 0.99, read_only=True),
-    Param("realism.action_delay_steps", 0, "commands take effect this many steps late",
-          0, 100, read_only=True),
-]
-PARAMS = [
-    Param("task", "baoding", "scene to simulate", choices=tuple(SCENES), read_only=True),
-    Param("mode", "lockstep", "realtime: step on the wall clock; lockstep: one step per "
-          "command, publishing /clock", choices=("realtime", "lockstep"), read_only=True),
-    Param("joints", list(HAND_JOINT_NAMES), "joint order of joint_commands and joint_states",
-          read_only=True),
-    Param("command_velocity_limit", 3.0, "each applied target stays within this speed "
-          "(rad/s) times the control step of the current joint position, as PDDM's robot "
-          "interface (0 = off)", 0.0, 100.0, read_only=True),
-    Param("frame_skip", 40, "physics steps (0.0025 s) per control step", 1, 1000,
-          read_only=True),
-    Param("seed", 0, "seed of the first episode (reset requests bring their own)", 0,
-          2**31 - 1),
-    Param("out_of_limit", "clamp", "commands outside the joint limits: clamp or reject",
-          choices=("clamp", "reject")),
-    Param("frame_id", "world", "frame of poses and markers", read_only=True),
-    Param("marker_rate_hz", 2.0, "scene MarkerArray rate (0 = off)", 0.0, 30.0),
-    Param("lockstep_republish_s", 2.0, "lockstep: wall seconds without a command before the "
-          "current state is published again (a lost message cannot stall the loop)", 0.05, 60.0),
-    Param("tracker_reports_velocity", False, "object_states carry twists (a mocap tracker "
-          "usually measures poses only; the estimator then estimates velocities)"),
-    *REALISM,
-]
-
-
 MAX_EPISODE_ID = 2**32 - 1  # episode ids are uint32 in every message
-
-
-def _joints_check(values: dict[str, Any]) -> str | None:
-    joints = values["joints"]
-    if sorted(joints) != sorted(HAND_JOINT_NAMES):
-        return f"joints must be a permutation of the hand's 24 joints, got {joints}"
-    return None
 
 
 class ShadowHandSimNode(Node):
@@ -95,12 +43,10 @@ class ShadowHandSimNode(Node):
 
     def __init__(self) -> None:
         super().__init__("shadow_hand_sim")
-        self.params = ParameterSet(self, PARAMS, checks=[_joints_check])
+        self.params = ParameterSet(self, PARAMS, checks=PARAM_CHECKS)
         p = self.params.snapshot()
         self.lockstep = p["mode"] == "lockstep"
-        realism = RealismConfig(**{k.split(".", 1)[1]: p[k] for k in p if k.startswith("realism.")})
-        self._config = SimConfig(frame_skip=p["frame_skip"], realism=realism, seed=p["seed"],
-                                 command_velocity_limit=p["command_velocity_limit"] or None)
+        self._config = sim_config(p)
         self.sim = HandSim(p["task"], self._config)
         self.joints = list(p["joints"])
         # command/state in `joints` order <-> the simulator's actuator order
