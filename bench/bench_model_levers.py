@@ -31,7 +31,7 @@ from bench_checkpoints import VARIANTS, evaluate, perfect_score
 from mbrl_ros.core.dataset import EpisodeDataset
 from mbrl_ros.core.retraining import retrain
 from mbrl_ros.core.serialization import save_model
-from mbrl_ros.nodes.trainer_node import retrain_settings
+from mbrl_ros.nodes.trainer_params import retrain_settings
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib

@@ -28,7 +28,7 @@ from mbrl_ros.core.dataset import EpisodeDataset
 from mbrl_ros.core.retraining import retrain
 from mbrl_ros.core.serialization import load_model
 from mbrl_ros.core.tasks.stack_values import stack_task
-from mbrl_ros.nodes.trainer_node import retrain_settings
+from mbrl_ros.nodes.trainer_params import retrain_settings
 
 import benchlib
 from learning.pddm_run import RunSpec, trainer_values

@@ -48,8 +48,8 @@ from mbrl_ros.core.retraining import retrain
 from mbrl_ros.core.serialization import load_model, save_model
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, exploration_config, planner_settings
 from mbrl_ros.nodes.planner_params import PARAMS as PLANNER_PARAMS
-from mbrl_ros.nodes.trainer_node import PARAMS as TRAINER_PARAMS
-from mbrl_ros.nodes.trainer_node import retrain_settings
+from mbrl_ros.nodes.trainer_params import PARAMS as TRAINER_PARAMS
+from mbrl_ros.nodes.trainer_params import retrain_settings
 from mbrl_ros.results.learning_curve import plot_learning_curve
 from mbrl_ros.results.metrics_log import MetricsLog, read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
