@@ -18,32 +18,31 @@ import gc
 import sys
 import threading
 import time
-from collections import deque
 from typing import Any
 
-import numpy as np
 import torch
-from diagnostic_msgs.msg import KeyValue
-from geometry_msgs.msg import Point
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.timer import Timer
 from std_msgs.msg import Float64, Float64MultiArray
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
-from mbrl_ros.core.control_types import HOLD, Command, StateInput
-from mbrl_ros.core.model_check import ModelRejected, load_checked_model
+from mbrl_ros.core.control_types import HOLD, Command
+from mbrl_ros.core.model_check import ModelRejected
 from mbrl_ros.core.planners import tune_malloc_for_planning
 from mbrl_ros.core.realtime import PlanningLoop
-from mbrl_ros.core.robot.action_map import ActionMap
-from mbrl_ros.core.robot.spec import load_robot
-from mbrl_ros.core.tasks import Task
-from mbrl_ros.core.validation import finite_vector
-from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, PlannerStats, TaskState
+from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState
 from mbrl_ros.nodes import conversions as conv
-from mbrl_ros.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
+from mbrl_ros.nodes.diagnostics import Diagnostics
 from mbrl_ros.nodes.parameters import ParameterSet
+from mbrl_ros.nodes.planner_messages import (
+    model_from_message,
+    object_position_fields,
+    plan_markers,
+    planned_action_message,
+    state_input,
+)
 from mbrl_ros.nodes.planner_params import (
     INFERENCE_DTYPES,
     PARAM_CHECKS,
@@ -51,18 +50,12 @@ from mbrl_ros.nodes.planner_params import (
     exploration_config,
     planner_settings,
 )
+from mbrl_ros.nodes.planner_schedules import GoalSchedules
+from mbrl_ros.nodes.planner_status import RecentMisses, health_report, status_values
+from mbrl_ros.nodes.planner_targets import JointTargets
 from mbrl_ros.nodes.runtime import cap_torch_threads, run_node
 from mbrl_ros.nodes.task_params import task_from_params
 from mbrl_ros.srv import GetStatus
-
-MISS_WINDOW_S = 5.0  # diagnostics WARN while deadline misses grew within this window
-KEPT_SCHEDULES = 8
-
-
-def object_position_fields(task: Task) -> list[tuple[str, slice]]:
-    """``(object name, slice)`` of every ``<object>_pos`` field (3 values) of the layout."""
-    return [(name[: -len("_pos")], task.layout.slice(name)) for name, size in task.layout.fields
-            if name.endswith("_pos") and size == 3]
 
 
 class MpcPlannerNode(Node):
@@ -77,16 +70,8 @@ class MpcPlannerNode(Node):
         self._end_at_drop = bool(p["end_at_drop"])
         self.lockstep = p["mode"] == "lockstep"
         self.frame = p["frame_id"]
-        self.robot = load_robot(p["robot"])
-        if self.robot.num_joints != self.task.action_dim:
-            raise ValueError(f"robot {self.robot.name!r} has {self.robot.num_joints} joints, "
-                             f"task {self.task.name!r} acts on {self.task.action_dim}")
-        self.joints = list(p["joints"])
-        self._perm = self.robot.order_of(self.joints)  # joints order -> robot order index
-        self.action_map = self._build_action_map(p)
+        self.targets = JointTargets(p, self.task)
         self._objects = object_position_fields(self.task)
-        self._joint_slice = (self.task.layout.slice("joints")
-                             if "joints" in self.task.layout.names else None)
         self._expected_layout = self.task.layout.to_msg_fields()
         device = p["device"]
         self._device_problem = ""
@@ -97,14 +82,10 @@ class MpcPlannerNode(Node):
         self._settings = planner_settings({**p, "device": device})
 
         self._lock = threading.Lock()  # publishing and the command bookkeeping below
-        self._schedule_lock = threading.Lock()
-        self._last_targets: tuple[int, np.ndarray] | None = None
-        self._newest_joints: tuple[int, np.ndarray | None] = (-1, None)  # joints order
         self._logged_note = ""
         self._holding = False
-        self._schedules: dict[int, tuple[np.ndarray, int]] = {}
-        self._unscheduled: TaskState | None = None  # newest state still waiting for its schedule
-        self._misses: deque[tuple[float, int]] = deque()
+        self.schedules = GoalSchedules()
+        self._misses = RecentMisses()
         self.rejected_models = 0
 
         self.pub_command = self.create_publisher(Float64MultiArray, "joint_commands", 10)
@@ -152,18 +133,6 @@ class MpcPlannerNode(Node):
             f"waiting for a model on model_update")
 
     # ----- set-up -------------------------------------------------------------------------
-    def _build_action_map(self, p: dict[str, Any]) -> ActionMap:
-        """PDDM's action map in ``joints`` order; the pieces not set come from the robot."""
-        mid, low, high = (np.asarray(p[f"action_map.{k}"], dtype=np.float64)
-                          for k in ("mid", "low", "high"))
-        scale = float(p["action_map.scale"])
-        robot_map = self.robot.action_map(self.task.name)
-        mid = mid if mid.size else robot_map.mid[self._perm]
-        low = low if low.size else robot_map.low[self._perm]
-        high = high if high.size else robot_map.high[self._perm]
-        scale = scale if scale > 0 else robot_map.scale
-        return ActionMap(mid, np.stack([low, high], axis=-1), scale)
-
     def _start_timer(self, rate_hz: float) -> None:
         if self._timer is not None:
             self.destroy_timer(self._timer)
@@ -200,54 +169,22 @@ class MpcPlannerNode(Node):
         except ValueError as exc:
             self.diagnostics.problem("goal_schedule", f"{exc}; schedule ignored")
             return
-        with self._schedule_lock:
-            self._schedules[int(msg.episode_id)] = (goals, int(msg.episode_length))
-            while len(self._schedules) > KEPT_SCHEDULES:
-                del self._schedules[min(self._schedules)]
-            waiting, self._unscheduled = self._unscheduled, None
+        waiting = self.schedules.add(int(msg.episode_id), goals, int(msg.episode_length))
         # The estimator assigns a state to episode N only after it has N's schedule, but the
         # planner may get that state before the schedule itself: act on it now.
         if waiting is not None and waiting.episode_id == msg.episode_id:
             self._on_state(waiting)
 
-    def _state_input(self, msg: TaskState) -> StateInput:
-        """A validated StateInput for ``msg``; ValueError naming the problem."""
-        if msg.task and msg.task != self.task.name:
-            raise ValueError(f"state of task '{msg.task}', planning '{self.task.name}'")
-        layout = [(f.name, int(f.start), int(f.size)) for f in msg.layout]
-        if layout and layout != self._expected_layout:
-            raise ValueError(f"state layout {layout} differs from the task's "
-                             f"{self._expected_layout}")
-        state = finite_vector(msg.state, self.task.state_dim, "TaskState.state")
-        with self._schedule_lock:
-            schedule = self._schedules.get(int(msg.episode_id))
-        if schedule is not None:
-            goals, length = schedule
-            start = int(msg.step) + 1
-        else:
-            goals = finite_vector(msg.goal, self.task.goal_dim, "TaskState.goal")[None]
-            length, start = 0, 0
-        goal = torch.as_tensor(goals[min(int(msg.step), len(goals) - 1)])
-        if self._end_at_drop and msg.step > 0 and self.task.terminates(
-                torch.from_numpy(state), goal):
-            length = int(msg.step)  # the episode ended at this state: no command for it
-        return StateInput(episode_id=int(msg.episode_id), step=int(msg.step), state=state,
-                          goals=goals, goal_start=start, episode_length=length,
-                          stale=bool(msg.stale), received=time.monotonic())
-
     def _on_state(self, msg: TaskState) -> None:
-        if not self.params["act_without_schedule"]:
-            with self._schedule_lock:
-                if int(msg.episode_id) not in self._schedules:
-                    self._unscheduled = msg
-                    return
+        if not self.params["act_without_schedule"] and self.schedules.wait_for_schedule(msg):
+            return
         try:
-            obs = self._state_input(msg)
+            obs = state_input(msg, self.task, self._expected_layout,
+                              self.schedules.get(int(msg.episode_id)), self._end_at_drop)
         except ValueError as exc:
             self.diagnostics.problem("task_state", f"{exc}; state ignored")
             return
-        self._newest_joints = (obs.episode_id, None if self._joint_slice is None
-                               else obs.state[self._joint_slice][self._perm])
+        self.targets.observe(obs)
         if self.lockstep:
             command = self.loop.on_state(obs)
             if command is not None:
@@ -258,11 +195,7 @@ class MpcPlannerNode(Node):
     def _on_model(self, msg: ModelUpdate) -> None:
         current = self.loop.accepted_version
         try:
-            model = load_checked_model(
-                bytes(msg.weights), format_version=int(msg.format_version),
-                supported_format=ModelUpdate.FORMAT_VERSION, expected_checksum=msg.checksum,
-                task_name=msg.task, state_fields=list(msg.state_fields), task=self.task,
-                device=self.device)
+            model = model_from_message(msg, self.task, self.device)
         except ModelRejected as exc:
             self.rejected_models += 1
             self.diagnostics.problem("model_update", f"model version {msg.version} rejected: "
@@ -298,83 +231,27 @@ class MpcPlannerNode(Node):
         if not self.context.ok():
             return  # shutting down (Ctrl-C): the planning thread's last plan goes nowhere
         with self._lock:
-            targets, action = self._targets(cmd)
+            targets, action = self.targets.for_command(cmd)
             self.pub_command.publish(Float64MultiArray(data=targets.tolist()))
-            self._last_targets = (cmd.episode_id, targets)
+            self.targets.last_targets = (cmd.episode_id, targets)
             stamp = self.get_clock().now().to_msg()
-            planned, result = self._planned_action(cmd, action, targets, stamp)
+            planned = planned_action_message(cmd, action, targets, self.targets.joints,
+                                             self.targets.perm, self._objects, self.frame, stamp)
             self.pub_planned.publish(planned)
             stats = planned.stats
             self.pub_misses.publish(Float64(data=float(stats.deadline_misses)))
             self.pub_version.publish(Float64(data=float(stats.model_version)))
-            if result is not None:
+            if cmd.result is not None:
                 self.pub_latency.publish(Float64(data=stats.plan_latency_ms))
                 self.pub_return.publish(Float64(data=stats.predicted_return))
                 self.pub_disagreement.publish(Float64(data=stats.disagreement))
-                self.pub_markers.publish(self._markers(result, stamp))
+                self.pub_markers.publish(plan_markers(cmd.result, self._objects, self.frame,
+                                                      stamp))
             self._log_note(cmd)
             entered_hold = cmd.source == HOLD and not self._holding
             self._holding = cmd.source == HOLD
         if entered_hold:
             self.diagnostics.publish()  # the ERROR goes out now, not at the next period
-
-    def _targets(self, cmd: Command) -> tuple[np.ndarray, np.ndarray]:
-        """(joint targets, normalized action), both in ``joints`` order."""
-        if cmd.source == HOLD:
-            held = self._last_targets
-            if held is not None and held[0] == cmd.episode_id:
-                targets = held[1]
-            else:  # nothing commanded yet this episode: hold the measured pose
-                episode, joints = self._newest_joints
-                if episode != cmd.episode_id:
-                    joints = None
-                targets = (self.action_map.mid.copy() if joints is None
-                           else np.clip(joints, self.action_map.low, self.action_map.high))
-            return targets, self.action_map.to_normalized(targets)
-        action = np.asarray(cmd.action, dtype=np.float64)[self._perm]
-        return self.action_map.to_joint_targets(action), action
-
-    def _planned_action(self, cmd: Command, action: np.ndarray, targets: np.ndarray,
-                        stamp) -> tuple[PlannedAction, Any]:
-        msg = PlannedAction(episode_id=cmd.episode_id, step=cmd.step,
-                            joint_names=self.joints, action=action.tolist(),
-                            joint_targets=targets.tolist())
-        msg.header.stamp, msg.header.frame_id = stamp, self.frame
-        plan = (action[None] if cmd.source == HOLD
-                else np.asarray(cmd.plan, dtype=np.float64)[:, self._perm])
-        msg.horizon, msg.action_dim = int(plan.shape[0]), int(plan.shape[1])
-        msg.planned_actions = plan.ravel().tolist()
-        stats = PlannerStats(planner=cmd.source, model_version=cmd.model_version,
-                             plan_latency_ms=float(cmd.plan_latency_ms), fallback=cmd.fallback,
-                             deadline_misses=cmd.deadline_misses, ticks=cmd.ticks,
-                             num_samples=cmd.num_samples, horizon=cmd.horizon)
-        result = cmd.result
-        if result is not None:
-            states = result.predicted_states.detach().cpu().numpy().astype(np.float64)
-            msg.object_names = [name for name, _ in self._objects]
-            if self._objects:
-                positions = np.stack([states[1:, s] for _, s in self._objects], axis=1)
-                msg.predicted_object_positions = positions.ravel().tolist()
-            stats.predicted_return = float(result.predicted_return)
-            stats.disagreement = float(result.disagreement)
-        msg.stats = stats
-        return msg, result
-
-    def _markers(self, result, stamp) -> MarkerArray:
-        """One LINE_STRIP per object along the ensemble-mean prediction of the plan."""
-        states = result.predicted_states.detach().cpu().numpy().astype(np.float64)
-        markers = []
-        colours = ((1.0, 0.5, 0.0), (0.0, 0.7, 1.0), (0.6, 1.0, 0.2))
-        for i, (name, s) in enumerate(self._objects):
-            m = Marker(ns=f"plan/{name}", id=i, type=Marker.LINE_STRIP, action=Marker.ADD)
-            m.header.frame_id, m.header.stamp = self.frame, stamp
-            m.pose.orientation.w = 1.0
-            m.scale.x = 0.004
-            m.color.r, m.color.g, m.color.b = colours[i % len(colours)]
-            m.color.a = 1.0
-            m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in states[:, s]]
-            markers.append(m)
-        return MarkerArray(markers=markers)
 
     def _log_note(self, cmd: Command) -> None:
         note = "" if cmd.fallback else cmd.note
@@ -388,30 +265,17 @@ class MpcPlannerNode(Node):
     # ----- status -------------------------------------------------------------------------
     def _health(self):
         status = self.loop.status()
-        now = time.monotonic()
-        misses = int(status["deadline_misses"])
-        self._misses.append((now, misses))
-        while len(self._misses) > 1 and now - self._misses[0][0] > MISS_WINDOW_S:
-            self._misses.popleft()
-        recent = misses - self._misses[0][1]
-        values = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in status.items()}
-        values.update(mode="lockstep" if self.lockstep else "realtime",
-                      recent_deadline_misses=recent, rejected_models=self.rejected_models)
-        if status["state"] == "holding":
-            return ERROR, f"stale state: {status['note']}", values
-        if recent > 0:
-            return WARN, f"{recent} deadline misses in the last {MISS_WINDOW_S:.0f} s", values
-        return OK, f"{status['state']} (model version {status['model_version']})", values
+        recent = self._misses.update(int(status["deadline_misses"]), time.monotonic())
+        return health_report(status, "lockstep" if self.lockstep else "realtime", recent,
+                             self.rejected_models)
 
     def _on_get_status(self, _req, res):
         status = self.loop.status()
         res.node = self.get_fully_qualified_name()
         res.state = status["state"]
         res.model_version = int(status["model_version"])
-        res.values = [KeyValue(key=k, value=str(v)) for k, v in status.items()
-                      if k not in ("state", "model_version")]
-        res.values.append(KeyValue(key="mode", value="lockstep" if self.lockstep else "realtime"))
-        res.values.append(KeyValue(key="rejected_models", value=str(self.rejected_models)))
+        res.values = status_values(status, "lockstep" if self.lockstep else "realtime",
+                                   self.rejected_models)
         return res
 
 
