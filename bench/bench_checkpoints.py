@@ -98,6 +98,18 @@ def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, ep
             "score": float(np.mean([e["score"] for e in eps]))}
 
 
+def evaluation_panels(axes: Any, perfect_tracking_error: float | None) -> None:
+    """Titles of the three evaluation panels (error, drops, successes) and the perfect
+    model's tracking error as a line in the first."""
+    if perfect_tracking_error is not None:
+        axes[0].axhline(100 * perfect_tracking_error, color="k", ls="--",
+                        label="perfect model")
+    for ax, title in zip(axes, ("tracking error (cm)", "drop rate", "success rate"),
+                         strict=True):
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -113,14 +125,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axes[0].plot(x, [100 * p[1]["tracking_error"] for p in pts], "o-", label=name)
         axes[1].plot(x, [p[1]["drop_rate"] for p in pts], "o-", label=name)
         axes[2].plot(x, [p[1]["success_rate"] for p in pts], "o-", label=name)
-    if result.get("perfect_tracking_error") is not None:
-        axes[0].axhline(100 * result["perfect_tracking_error"], color="k", ls="--",
-                        label="perfect model")
-    for ax, title in zip(axes, ("tracking error (cm)", "drop rate", "success rate"),
-                         strict=True):
-        ax.set_title(title)
+    evaluation_panels(axes, result.get("perfect_tracking_error"))
+    for ax in axes:
         ax.set_xlabel("real transitions")
-        ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(f"{result['run']}: evaluation episodes per checkpoint")
     fig.tight_layout()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_checkpoints import VARIANTS, evaluate, perfect_score
+from bench_checkpoints import VARIANTS, evaluate, evaluation_panels, perfect_score
 
 from mbrl_ros.core.dataset import EpisodeDataset
 from mbrl_ros.core.retraining import retrain
@@ -100,14 +100,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for ax, key, scale in zip(axes, ("tracking_error", "drop_rate", "success_rate"),
                                   (100.0, 1.0, 1.0), strict=True):
             ax.bar(x + k * width, [scale * r[key] for r in rows], width, label=variant)
-    if result.get("perfect_tracking_error") is not None:
-        axes[0].axhline(100 * result["perfect_tracking_error"], color="k", ls="--",
-                        label="perfect model")
-    for ax, title in zip(axes, ("tracking error (cm)", "drop rate", "success rate"),
-                         strict=True):
-        ax.set_title(title)
+    evaluation_panels(axes, result.get("perfect_tracking_error"))
+    for ax in axes:
         ax.set_xticks(x + width * (len(variants) - 1) / 2, levers, rotation=20)
-        ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{result['run']} ({result['transitions']} transitions): one model per "
                  f"lever, {result['episodes']} evaluation episodes each")
