@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from bench_closed_loop import episode
 
-from mbrl_ros.core.mpc import ModelPredictiveController
-from mbrl_ros.core.serialization import load_model
+from mbrl_ros.core.models.serialization import load_model
+from mbrl_ros.core.planning.mpc import ModelPredictiveController
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, planner_settings
 from mbrl_ros.results.metrics_log import read_metrics
 from mbrl_ros.sim.gym_env import HandEnv

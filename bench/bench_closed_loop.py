@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbrl_ros.core.mpc import ModelPredictiveController
-from mbrl_ros.core.serialization import load_model
+from mbrl_ros.core.models.serialization import load_model
+from mbrl_ros.core.planning.mpc import ModelPredictiveController
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, planner_settings
 from mbrl_ros.sim.gym_env import HandEnv
 

@@ -30,7 +30,7 @@ Measured per configuration, all from the bench's own subscriber (single-threaded
 - plan time p50/p99 (``~/latency_ms``, one per plan used);
 - state-to-command latency: receipt of ``task_state`` k -> receipt of the first
   ``planned_action`` planned from state k. Which state a plan started from follows from the
-  realtime loop (``mbrl_ros/core/realtime.py``): a tick that leaves the planning thread idle
+  realtime loop (``mbrl_ros/core/planning/loop.py``): a tick that leaves the planning thread idle
   starts a plan from that tick's newest state, which is the step its command carries, and
   the next command carrying a fresh plan result executes it (see ``first_commands``).
   The design puts it between one and two control periods;
@@ -105,9 +105,9 @@ def write_random_rollouts(root: Path, transitions: int, seed: int = 0) -> int:
     """PDDM-style random rollouts of the simulated Baoding hand into an EpisodeDataset at
     ``root`` (what the trainer would have recorded from the experiment's random episodes);
     returns the number of transitions written."""
-    from mbrl_ros.core.dataset import EpisodeDataset
-    from mbrl_ros.core.exploration import ExplorationConfig, RandomVelocityExploration
-    from mbrl_ros.core.recorder import task_reward_fn
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.data.recorder import task_reward_fn
+    from mbrl_ros.core.planning.exploration import ExplorationConfig, RandomVelocityExploration
     from mbrl_ros.nodes.task_params import default_task_values, task_from_params
     from mbrl_ros.sim import HandSim
 

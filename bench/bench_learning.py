@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from mbrl_ros.core.experiment import Budget
-from mbrl_ros.core.tasks.stack_values import stack_task
+from mbrl_ros.core.tasks.from_values import stack_task
 from mbrl_ros.results.metrics_log import read_metrics
 
 import benchlib

@@ -20,7 +20,7 @@ episodes), so the curves show the effect of data. Training is PDDM's: 3 members 
 ReLU, Adam 1e-3, batch 512, 40 epochs, 1% noise, ball-swap doubling (``train_ensemble``,
 one torch thread, seed 0).
 
-Reported on the validation episodes (``core/evaluation.py``): one-step error of the ensemble
+Reported on the validation episodes (``core/models/evaluation.py``): one-step error of the ensemble
 mean and of each member; H-step open-loop error for H = 1..20 from every start with 20
 recorded steps ahead (the same starts for every H), the scheduled targets written into the
 predicted states as the planner does; per state group (joints, ball positions, ball
@@ -51,9 +51,9 @@ import torch
 from torch import Tensor
 
 import mbrl_ros.sim as sim  # first: picks the headless GL backend before mujoco loads
-from mbrl_ros.core.dataset import EpisodeDataset, TransitionBatch
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.evaluation import (
+from mbrl_ros.core.data.dataset import EpisodeDataset, TransitionBatch
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.evaluation import (
     disagreement,
     disagreement_error_correlation,
     one_step_errors,
@@ -61,9 +61,9 @@ from mbrl_ros.core.evaluation import (
     open_loop_predictions,
     spearman,
 )
-from mbrl_ros.core.exploration import ExplorationConfig, RandomVelocityExploration
+from mbrl_ros.core.models.training import TrainConfig, train_ensemble
+from mbrl_ros.core.planning.exploration import ExplorationConfig, RandomVelocityExploration
 from mbrl_ros.core.tasks import Task, double_by_ball_swap
-from mbrl_ros.core.training import TrainConfig, train_ensemble
 from mbrl_ros.nodes.task_params import default_task_values, task_from_params
 from mbrl_ros.sim.task_state import TaskStateSource
 

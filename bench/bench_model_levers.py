@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from bench_checkpoints import VARIANTS, evaluate, evaluation_panels, perfect_score
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.retraining import retrain
-from mbrl_ros.core.serialization import save_model
+from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.models.retraining import retrain
+from mbrl_ros.core.models.serialization import save_model
 from mbrl_ros.nodes.trainer_params import retrain_settings
 from mbrl_ros.sim.gym_env import HandEnv
 

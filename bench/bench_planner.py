@@ -50,8 +50,7 @@ from typing import Any
 
 import torch
 
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.mpc import shift_plan
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
 from mbrl_ros.core.planners import (
     CEMConfig,
     CEMPlanner,
@@ -64,6 +63,7 @@ from mbrl_ros.core.planners import (
     RandomShootingPlanner,
     tune_malloc_for_planning,
 )
+from mbrl_ros.core.planning.mpc import shift_plan
 from mbrl_ros.core.tasks import BaodingTask
 
 import benchlib

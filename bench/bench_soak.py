@@ -415,7 +415,7 @@ def recorded_per_episode(dataset_dir: Path) -> tuple[dict[int, int], dict[int, l
                                                      int, float]:
     """The trainer's dataset on disk: transitions and end reasons per stream episode id,
     total transitions and in-memory bytes per transition (what the trainer holds)."""
-    from mbrl_ros.core.dataset import EpisodeDataset
+    from mbrl_ros.core.data.dataset import EpisodeDataset
 
     dataset = EpisodeDataset(dataset_dir)
     counts: dict[int, int] = defaultdict(int)

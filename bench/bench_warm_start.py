@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.retraining import retrain
-from mbrl_ros.core.serialization import load_model
-from mbrl_ros.core.tasks.stack_values import stack_task
+from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.models.retraining import retrain
+from mbrl_ros.core.models.serialization import load_model
+from mbrl_ros.core.tasks.from_values import stack_task
 from mbrl_ros.nodes.trainer_params import retrain_settings
 
 import benchlib

@@ -88,7 +88,7 @@ def node_processes(log_dir: Path) -> Iterator[list[subprocess.Popen]]:
 def random_pddm_model(task: Any, states: np.ndarray, actions: np.ndarray, seed: int = 0):
     """PDDM's ensemble (3 x 2 x 250 ReLU) with seeded weights and normalizers fitted on
     real transitions: a plan on it costs what a plan on a trained one costs."""
-    from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
+    from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
 
     torch.manual_seed(seed)
     model = EnsembleDynamics(EnsembleConfig(task.state_dim, task.action_dim))
@@ -205,7 +205,7 @@ class StackDriver:
 
     def load_model(self, model, version: int = 1, timeout: float = 60.0) -> None:
         """Send ``model`` on model_update and wait until the planner accepted it."""
-        from mbrl_ros.core.serialization import checksum, model_to_bytes
+        from mbrl_ros.core.models.serialization import checksum, model_to_bytes
         from mbrl_ros.msg import ModelUpdate
 
         data = model_to_bytes(model, {"source": "bench_sim"})
@@ -285,7 +285,7 @@ def probe_sim_node(steps: int, seed: int = 0) -> dict[str, list[float]]:
     """
     import rclpy
 
-    from mbrl_ros.core.exploration import ExplorationConfig, RandomVelocityExploration
+    from mbrl_ros.core.planning.exploration import ExplorationConfig, RandomVelocityExploration
     from mbrl_ros.nodes.sim_node import ShadowHandSimNode
 
     rclpy.init(args=["--ros-args", "-r", "__ns:=/bench_probe", "-p", "mode:=lockstep",
@@ -318,7 +318,7 @@ def sim_trajectory(steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Task observations ``[steps+1, S]`` and actions ``[steps, A]`` of the simulated hand
     under PDDM's random exploration (to fit a model's normalizers)."""
     import mbrl_ros.sim as sim
-    from mbrl_ros.core.exploration import ExplorationConfig, RandomVelocityExploration
+    from mbrl_ros.core.planning.exploration import ExplorationConfig, RandomVelocityExploration
 
     hand = sim.HandSim("baoding")
     explorer = RandomVelocityExploration(24, ExplorationConfig(initial_action="zero"),

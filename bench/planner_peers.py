@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mbrl_ros.core.ensemble import EnsembleDynamics
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
 from mbrl_ros.core.tasks import BaodingTask
 
 

@@ -35,7 +35,7 @@ from helpers.netns import HostPair, NetnsUnavailable
 from helpers.ros import TEST_DIR
 from helpers.waiting import wait_for
 
-from mbrl_ros.core.dataset import EpisodeDataset
+from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.results import read_metrics
 
 pytestmark = pytest.mark.ros

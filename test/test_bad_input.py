@@ -420,7 +420,7 @@ class PlannerClient:
                                        f"the planned action of step {step}")
 
     def model(self, version: int, data: bytes, **overrides) -> None:
-        from mbrl_ros.core.serialization import checksum
+        from mbrl_ros.core.models.serialization import checksum
         from mbrl_ros.msg import ModelUpdate
 
         msg = ModelUpdate(format_version=ModelUpdate.FORMAT_VERSION, version=version,
@@ -575,9 +575,9 @@ STEPS = 10
 
 def _prepare_disk(root: Path, sim_states: np.ndarray, marker: Path) -> dict:
     """Two good episodes and four bad episode files; checkpoints 1-2 good, 3-5 bad."""
-    from mbrl_ros.core.dataset import EpisodeDataset
-    from mbrl_ros.core.model_store import ModelStore
-    from mbrl_ros.core.serialization import checksum
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.models.model_store import ModelStore
+    from mbrl_ros.core.models.serialization import checksum
 
     task = _task()
     dataset_dir, models_dir = root / "dataset", root / "models"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_ros.core.dataset import EpisodeDataset, TransitionBatch
+from mbrl_ros.core.data.dataset import EpisodeDataset, TransitionBatch
 
 S, A = 5, 2
 HELPER = Path(__file__).parent / "helpers" / "append_episodes_forever.py"
@@ -88,7 +88,7 @@ def test_append_reload_and_count(tmp_path: Path):
 
 
 def test_steps_are_stored_and_no_multi_step_window_spans_a_gap(tmp_path: Path):
-    from mbrl_ros.core.evaluation import open_loop_starts
+    from mbrl_ros.core.models.evaluation import open_loop_starts
 
     ds = EpisodeDataset(tmp_path)
     ds.append_episode(**episode(5, seed=0), step=[0, 1, 2, 5, 6])  # steps 3 and 4 missing
@@ -149,7 +149,7 @@ def test_corrupt_files_are_quarantined_and_temp_files_removed(tmp_path: Path, ca
     (tmp_path / "episode_000002.npz").write_bytes(b"definitely not a zip file")
     (tmp_path / ".tmp_episode_000004_12345").write_bytes(b"half an episode")
 
-    with caplog.at_level(logging.WARNING, logger="mbrl_ros.core.dataset"):
+    with caplog.at_level(logging.WARNING, logger="mbrl_ros.core.data.dataset"):
         reopened = EpisodeDataset(tmp_path)
     assert reopened.episode_ids == [0, 3]
     assert reopened.num_transitions == 12

@@ -16,7 +16,7 @@ from helpers.untrusted import (
     truncated,
 )
 
-from mbrl_ros.core.dataset import QUARANTINE_DIR, EpisodeDataset
+from mbrl_ros.core.data.dataset import QUARANTINE_DIR, EpisodeDataset
 
 S, A, T = 5, 2, 4
 
@@ -59,7 +59,7 @@ def test_a_bad_episode_file_is_quarantined_and_the_others_load(tmp_path: Path, d
         np.save(bad.with_suffix(".tmp.npy"), np.zeros(3))
         bad.with_suffix(".tmp.npy").rename(bad)
 
-    with caplog.at_level(logging.WARNING, logger="mbrl_ros.core.dataset"):
+    with caplog.at_level(logging.WARNING, logger="mbrl_ros.core.data.dataset"):
         dataset = EpisodeDataset(root)
 
     assert reason in caplog.text, caplog.text  # failed where expected, not earlier

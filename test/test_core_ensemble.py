@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.normalization import Normalizer
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.normalization import Normalizer
 
 S, A, E = 4, 2, 3
 

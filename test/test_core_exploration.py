@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mbrl_ros.core.exploration import ExplorationConfig, RandomVelocityExploration
+from mbrl_ros.core.planning.exploration import ExplorationConfig, RandomVelocityExploration
 
 
 def rollout(policy: RandomVelocityExploration, steps: int) -> np.ndarray:

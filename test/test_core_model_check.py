@@ -6,8 +6,8 @@ import pytest
 import torch
 from helpers.models import ensemble, serialized, with_nan_weight
 
-from mbrl_ros.core.model_check import ModelRejected, load_checked_model
-from mbrl_ros.core.serialization import checksum
+from mbrl_ros.core.models.model_check import ModelRejected, load_checked_model
+from mbrl_ros.core.models.serialization import checksum
 from mbrl_ros.core.tasks import BaodingTask, CubeTask
 
 TASK = BaodingTask()

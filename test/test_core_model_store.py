@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers.untrusted import flipped, pickle_bomb, truncated
 
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.model_store import QUARANTINE_DIR, ModelStore
-from mbrl_ros.core.serialization import checksum, model_from_bytes
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.model_store import QUARANTINE_DIR, ModelStore
+from mbrl_ros.core.models.serialization import checksum, model_from_bytes
 
 S, A = 6, 2
 

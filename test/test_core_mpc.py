@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mbrl_ros.core.mpc import ModelPredictiveController, shift_plan
 from mbrl_ros.core.planners import MPPIConfig, MPPIPlanner, RandomShootingConfig
 from mbrl_ros.core.planners import RandomShootingPlanner as _RandomShooting
+from mbrl_ros.core.planning.mpc import ModelPredictiveController, shift_plan
 from mbrl_ros.core.tasks import StateLayout, Task
 
 

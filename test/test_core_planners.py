@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
 from mbrl_ros.core.planners import (
     CEMConfig,
     CEMPlanner,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from helpers.waiting import wait_for
 
-from mbrl_ros.core.control_types import PlannerSettings, StateInput
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.exploration import ExplorationConfig, RandomVelocityExploration
-from mbrl_ros.core.realtime import PlanningLoop
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.planning.exploration import ExplorationConfig, RandomVelocityExploration
+from mbrl_ros.core.planning.loop import PlanningLoop
+from mbrl_ros.core.planning.loop_io import PlannerSettings, StateInput
 from mbrl_ros.core.tasks import BaodingTask
 
 TASK = BaodingTask()

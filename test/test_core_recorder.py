@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.recorder import TransitionRecorder, task_reward_fn
+from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.data.recorder import TransitionRecorder, task_reward_fn
 from mbrl_ros.core.tasks import BaodingTask
 
 S, A, G = 3, 2, 1

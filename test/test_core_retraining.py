@@ -7,17 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.model_store import ModelStore
-from mbrl_ros.core.retraining import (
+from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.model_store import ModelStore
+from mbrl_ros.core.models.retraining import (
     RetrainSettings,
     acceptance_problem,
     non_finite_tensors,
     retrain,
 )
-from mbrl_ros.core.serialization import checksum, model_from_bytes
-from mbrl_ros.core.training import TrainConfig
+from mbrl_ros.core.models.serialization import checksum, model_from_bytes
+from mbrl_ros.core.models.training import TrainConfig
 
 S, A = 3, 2
 A_MAT = np.array([[0.9, 0.1, 0.0], [-0.1, 0.95, 0.05], [0.0, 0.2, 0.8]])

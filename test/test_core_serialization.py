@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.serialization import (
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.serialization import (
     FORMAT_VERSION,
     MAGIC,
     ModelFormatError,

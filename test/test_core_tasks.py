@@ -332,7 +332,7 @@ def test_make_task_registry_and_overrides():
 
 
 def test_double_by_ball_swap_on_the_dataset_transition_batch():
-    from mbrl_ros.core.dataset import TransitionBatch
+    from mbrl_ros.core.data.dataset import TransitionBatch
 
     batch = TransitionBatch.from_arrays(torch.randn(3, 40), torch.randn(3, 24), torch.randn(3, 40))
     doubled = double_by_ball_swap(batch)
@@ -363,7 +363,7 @@ def test_a_new_task_is_one_class_and_one_registry_line(monkeypatch):
     from mbrl_ros.core.estimation.state_assembly import TaskStateAssembler
     from mbrl_ros.core.tasks import TASKS
     from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
-    from mbrl_ros.core.tasks.stack_values import stack_task, task_defaults, task_settings
+    from mbrl_ros.core.tasks.from_values import stack_task, task_defaults, task_settings
 
     @dataclasses.dataclass(frozen=True)
     class ReachSettings:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_ros.core.dataset import TransitionBatch
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.evaluation import (
+from mbrl_ros.core.data.dataset import TransitionBatch
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.evaluation import (
     disagreement,
     disagreement_error_correlation,
     one_step_errors,
@@ -20,7 +20,7 @@ from mbrl_ros.core.evaluation import (
     rank_data,
     spearman,
 )
-from mbrl_ros.core.training import TrainConfig, train_ensemble
+from mbrl_ros.core.models.training import TrainConfig, train_ensemble
 
 S, A = 3, 2
 A_MAT = torch.tensor([[0.9, 0.1, 0.0], [-0.1, 0.95, 0.05], [0.0, 0.2, 0.8]])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mbrl_ros.core.recorder import backfill_episode
+from mbrl_ros.core.data.recorder import backfill_episode
 from mbrl_ros.msg import PlannedAction
 from mbrl_ros.nodes.episode_record import (
     BACKLOG_EPISODES,

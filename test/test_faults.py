@@ -195,7 +195,7 @@ class Watch:
             hook(int(msg.data))
 
     def _on_model(self, msg) -> None:
-        from mbrl_ros.core.serialization import checksum
+        from mbrl_ros.core.models.serialization import checksum
 
         self._add(self.models, (time.monotonic(), msg.version, checksum(bytes(msg.weights))))
 

@@ -24,7 +24,7 @@ from helpers.waiting import wait_for
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from mbrl_ros.core.dataset import EpisodeDataset, read_episodes
+from mbrl_ros.core.data.dataset import EpisodeDataset, read_episodes
 from mbrl_ros.core.tasks import make_task
 from mbrl_ros.launch import cli
 from mbrl_ros.results import read_metrics

@@ -18,7 +18,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64, Float64MultiArray
 from visualization_msgs.msg import MarkerArray
 
-from mbrl_ros.core.serialization import checksum
+from mbrl_ros.core.models.serialization import checksum
 from mbrl_ros.core.tasks import BaodingTask
 from mbrl_ros.launch.packages import executable
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, StateField, TaskState

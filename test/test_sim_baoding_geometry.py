@@ -12,8 +12,8 @@ import torch
 import yaml
 
 import mbrl_ros.sim as sim
+from mbrl_ros.core.tasks.from_values import stack_task
 from mbrl_ros.core.tasks.palm_kinematics import ADROIT_WRIST_CHAIN
-from mbrl_ros.core.tasks.stack_values import stack_task
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 

@@ -278,7 +278,7 @@ def _nice_values(pid: int) -> set[int]:
 
 
 def test_train_returns_at_once_and_publishes_versions_1_then_2(trainer):
-    from mbrl_ros.core.serialization import checksum, model_from_bytes
+    from mbrl_ros.core.models.serialization import checksum, model_from_bytes
 
     client = trainer["client"]
     res = client.train(epochs=1500)  # long enough to be seen running

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.ensemble import EnsembleDynamics
+from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.core.experiment import (
     Budget,
     EpisodeOutcome,
@@ -41,11 +40,12 @@ from mbrl_ros.core.experiment import (
     pddm_plan,
     run_experiment,
 )
-from mbrl_ros.core.exploration import RandomVelocityExploration
-from mbrl_ros.core.mpc import ModelPredictiveController
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
+from mbrl_ros.core.models.retraining import retrain
+from mbrl_ros.core.models.serialization import load_model, save_model
 from mbrl_ros.core.planners import DynamicsModel
-from mbrl_ros.core.retraining import retrain
-from mbrl_ros.core.serialization import load_model, save_model
+from mbrl_ros.core.planning.exploration import RandomVelocityExploration
+from mbrl_ros.core.planning.mpc import ModelPredictiveController
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, exploration_config, planner_settings
 from mbrl_ros.nodes.planner_params import PARAMS as PLANNER_PARAMS
 from mbrl_ros.nodes.trainer_params import PARAMS as TRAINER_PARAMS

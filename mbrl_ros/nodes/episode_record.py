@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mbrl_ros.core.recorder import StreamAction, StreamState
+from mbrl_ros.core.data.recorder import StreamAction, StreamState
 from mbrl_ros.msg import GoalSchedule, PlannedAction
 from mbrl_ros.srv import StoreEpisode
 

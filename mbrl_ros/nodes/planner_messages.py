@@ -1,5 +1,5 @@
 """The ``mpc_planner``'s message conversions: a ``TaskState`` into the loop's
-:class:`~mbrl_ros.core.control_types.StateInput`, a ``ModelUpdate`` into a checked model, and
+:class:`~mbrl_ros.core.planning.loop_io.StateInput`, a ``ModelUpdate`` into a checked model, and
 a command into its ``PlannedAction`` record and the plan's markers (the objects' predicted
 paths)."""
 
@@ -13,10 +13,10 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from visualization_msgs.msg import Marker, MarkerArray
 
-from mbrl_ros.core.control_types import HOLD, Command, StateInput
-from mbrl_ros.core.ensemble import EnsembleDynamics
-from mbrl_ros.core.model_check import load_checked_model
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
+from mbrl_ros.core.models.model_check import load_checked_model
 from mbrl_ros.core.planners import PlanResult
+from mbrl_ros.core.planning.loop_io import HOLD, Command, StateInput
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.core.validation import finite_vector
 from mbrl_ros.msg import ModelUpdate, PlannedAction, PlannerStats, TaskState

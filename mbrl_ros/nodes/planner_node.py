@@ -1,6 +1,6 @@
 """``mpc_planner``: PDDM's MPC on the newest learned model, as a ROS 2 node.
 
-A thin adapter around :class:`mbrl_ros.core.realtime.PlanningLoop` (docs/node_graph.md,
+A thin adapter around :class:`mbrl_ros.core.planning.loop.PlanningLoop` (docs/node_graph.md,
 protocol step 4): ``task_state`` + ``goal_schedule`` in, joint targets out on
 ``joint_commands`` (``std_msgs/Float64MultiArray`` in the ``joints`` order, the forward
 position controller's interface) and the full record on ``planned_action``. Models arrive
@@ -28,10 +28,10 @@ from rclpy.timer import Timer
 from std_msgs.msg import Float64, Float64MultiArray
 from visualization_msgs.msg import MarkerArray
 
-from mbrl_ros.core.control_types import HOLD, Command
-from mbrl_ros.core.model_check import ModelRejected
+from mbrl_ros.core.models.model_check import ModelRejected
 from mbrl_ros.core.planners import tune_malloc_for_planning
-from mbrl_ros.core.realtime import PlanningLoop
+from mbrl_ros.core.planning.loop import PlanningLoop
+from mbrl_ros.core.planning.loop_io import HOLD, Command
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState
 from mbrl_ros.nodes import conversions as conv
 from mbrl_ros.nodes.diagnostics import Diagnostics

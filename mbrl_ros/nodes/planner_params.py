@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from rcl_interfaces.msg import ParameterDescriptor
 
-from mbrl_ros.core.control_types import POLICIES, PlannerSettings
-from mbrl_ros.core.exploration import INITIAL_ACTIONS, ExplorationConfig
 from mbrl_ros.core.planners import PLANNERS
 from mbrl_ros.core.planners.base import tunables
+from mbrl_ros.core.planning.exploration import INITIAL_ACTIONS, ExplorationConfig
+from mbrl_ros.core.planning.loop_io import POLICIES, PlannerSettings
 from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.nodes.parameters import Param
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mbrl_ros.core.control_types import HOLD, Command, StateInput
+from mbrl_ros.core.planning.loop_io import HOLD, Command, StateInput
 from mbrl_ros.core.robot.action_map import ActionMap
 from mbrl_ros.core.robot.spec import RobotSpec, load_robot
 from mbrl_ros.core.tasks import Task

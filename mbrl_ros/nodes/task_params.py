@@ -4,7 +4,7 @@ The planner scores plans with the task's reward, the estimator lays out the stat
 trainer augments data and the experiment manager writes goal schedules and metrics; all of
 them build the same :class:`mbrl_ros.core.tasks.Task` from these parameters (set once for
 all nodes under ``/**`` in ``config/<task>.yaml``). Defaults and the builder live in the
-ROS-free ``mbrl_ros.core.tasks.stack_values`` (why the defaults are what they are is there);
+ROS-free ``mbrl_ros.core.tasks.from_values`` (why the defaults are what they are is there);
 on a real hand set them in the tracker's frame.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mbrl_ros.core.tasks import Task
-from mbrl_ros.core.tasks.stack_values import (
+from mbrl_ros.core.tasks.from_values import (
     TASK_DEFAULTS,
     TASK_NAMES,
     task_from_values,

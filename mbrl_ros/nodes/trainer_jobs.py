@@ -3,7 +3,7 @@
 One job at a time, on a snapshot of the dataset, in its own thread: the thread lowers its
 own priority (``niceness``) and caps torch's threads (``train_threads``, in the retraining
 settings) so the planner keeps the cores. A model that validates gets the next version and
-is checkpointed in the :class:`~mbrl_ros.core.model_store.ModelStore`. The node publishes
+is checkpointed in the :class:`~mbrl_ros.core.models.model_store.ModelStore`. The node publishes
 what a job reports (``on_epoch``, ``on_finished``, called in the job's thread).
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from rclpy.impl.rcutils_logger import RcutilsLogger
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.ensemble import EnsembleDynamics
-from mbrl_ros.core.model_store import ModelStore, StoredModel
-from mbrl_ros.core.retraining import RetrainOutcome, RetrainSettings, retrain
-from mbrl_ros.core.serialization import model_from_bytes
+from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
+from mbrl_ros.core.models.model_store import ModelStore, StoredModel
+from mbrl_ros.core.models.retraining import RetrainOutcome, RetrainSettings, retrain
+from mbrl_ros.core.models.serialization import model_from_bytes
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.nodes.trainer_messages import NAN
 from mbrl_ros.nodes.trainer_params import retrain_settings

@@ -9,7 +9,7 @@ from typing import Any
 
 from builtin_interfaces.msg import Time
 
-from mbrl_ros.core.model_store import StoredModel
+from mbrl_ros.core.models.model_store import StoredModel
 from mbrl_ros.msg import ModelUpdate, TrainingMetrics
 
 NAN = float("nan")

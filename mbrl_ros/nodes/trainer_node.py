@@ -1,8 +1,8 @@
 """``dynamics_trainer``: records transitions from the live stream and trains the ensemble.
 
 Recording (docs/node_graph.md, protocol step 5): ``task_state`` and ``planned_action`` feed
-a :class:`~mbrl_ros.core.recorder.TransitionRecorder`; every finished episode goes to the
-durable :class:`~mbrl_ros.core.dataset.EpisodeDataset` at once, which a restarted trainer
+a :class:`~mbrl_ros.core.data.recorder.TransitionRecorder`; every finished episode goes to the
+durable :class:`~mbrl_ros.core.data.dataset.EpisodeDataset` at once, which a restarted trainer
 loads again. ``goal_schedule`` tells the recorder each episode's length (a 30-step random
 rollout is stored when its state 30 arrives, not when the next episode starts).
 
@@ -28,8 +28,8 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from std_msgs.msg import Float64
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.model_store import ModelStore, StoredModel
+from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.models.model_store import ModelStore, StoredModel
 from mbrl_ros.core.validation import finite_vector
 from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState, TrainingMetrics
 from mbrl_ros.nodes import conversions as conv

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mbrl_ros.core.ensemble import ACTIVATIONS, EnsembleConfig
-from mbrl_ros.core.retraining import RetrainSettings
+from mbrl_ros.core.models.ensemble import ACTIVATIONS, EnsembleConfig
+from mbrl_ros.core.models.retraining import RetrainSettings
+from mbrl_ros.core.models.training import TrainConfig
 from mbrl_ros.core.tasks import Task
-from mbrl_ros.core.training import TrainConfig
 from mbrl_ros.nodes.parameters import Param
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params
 

@@ -1,6 +1,6 @@
-"""The ``dynamics_trainer``'s recording: a :class:`~mbrl_ros.core.recorder.TransitionRecorder`
+"""The ``dynamics_trainer``'s recording: a :class:`~mbrl_ros.core.data.recorder.TransitionRecorder`
 fed by the stream callbacks (under one lock), and the durable
-:class:`~mbrl_ros.core.dataset.EpisodeDataset` every finished episode goes to at once. A
+:class:`~mbrl_ros.core.data.dataset.EpisodeDataset` every finished episode goes to at once. A
 failed write keeps the episodes in memory; they are retried with the next episode or after
 ``WRITE_RETRY_S``.
 """
@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 import numpy.typing as npt
 from rclpy.impl.rcutils_logger import RcutilsLogger
 
-from mbrl_ros.core.dataset import EpisodeDataset
-from mbrl_ros.core.recorder import (
+from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.data.recorder import (
     RecordedEpisode,
     StreamAction,
     StreamState,

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from mcap_ros2.writer import Writer as Ros2Writer
 
-from mbrl_ros.core.dataset import read_episodes
+from mbrl_ros.core.data.dataset import read_episodes
 from mbrl_ros.results.mcap_writer import COMPRESSIONS, message_definition
 
 TOPIC_STATE = "/dataset/task_state"

@@ -7,7 +7,7 @@ the ROS stack's lockstep runs step for step:
   (``frame_skip`` 40 = 0.1 s steps, ``command_velocity_limit`` 3 rad/s, every realism
   setting off, no start-state noise); ``**sim_options`` override ``SimConfig`` fields
   (``realism`` may be a ``RealismConfig`` or a dict of its fields);
-- task: built like every node builds it (``core.tasks.stack_values``: the stack's task
+- task: built like every node builds it (``core.tasks.from_values``: the stack's task
   defaults, which ``config/<task>.yaml`` repeats), ``task_params`` override them;
 - episode, as the experiment manager runs it (docs/node_graph.md): ``reset(seed=s)`` is
   ``reset_episode(seed=s)`` (the keyframe, every random stream reseeded with ``s``) with the
@@ -43,7 +43,7 @@ import torch
 from gymnasium import spaces
 
 from mbrl_ros.core.estimation.state_assembly import KalmanSettings
-from mbrl_ros.core.tasks.stack_values import stack_task
+from mbrl_ros.core.tasks.from_values import stack_task
 from mbrl_ros.sim.realism import RealismConfig
 from mbrl_ros.sim.simulator import HandSim, SimConfig
 from mbrl_ros.sim.task_state import TaskStateSource

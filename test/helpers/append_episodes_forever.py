@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mbrl_ros.core.dataset import EpisodeDataset
+from mbrl_ros.core.data.dataset import EpisodeDataset
 
 STATE_DIM, ACTION_DIM = 40, 24
 

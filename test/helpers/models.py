@@ -9,8 +9,8 @@ import struct
 import numpy as np
 import torch
 
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.serialization import model_to_bytes
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.serialization import model_to_bytes
 
 _PREFIX = struct.Struct("<8sIQ")  # magic, format version, header length (serialization.py)
 

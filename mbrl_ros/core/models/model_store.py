@@ -1,7 +1,7 @@
 """Checkpoints of accepted models, so a restarted trainer republishes its newest one.
 
 Each accepted model is one ``model_<version>.mbrl`` file in the safe serialization format
-(``mbrl_ros.core.serialization``: tensors and JSON, never pickle), written atomically; its
+(``mbrl_ros.core.models.serialization``: tensors and JSON, never pickle), written atomically; its
 metadata holds the version, task, state fields and validation metrics. Only the newest
 ``keep`` files are kept. A file that fails to load (truncated, corrupted, not a model at
 all) is moved to ``quarantine/`` and listed in ``quarantined``, and the next older one is
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mbrl_ros.core.data.storage import QUARANTINE_DIR, quarantine
-from mbrl_ros.core.ensemble import EnsembleDynamics
-from mbrl_ros.core.serialization import checksum, model_from_bytes, save_model
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
+from mbrl_ros.core.models.serialization import checksum, model_from_bytes, save_model
 
 logger = logging.getLogger(__name__)
 

@@ -15,15 +15,15 @@ from typing import Any
 
 import torch
 
-from mbrl_ros.core.dataset import EpisodeDataset, TransitionBatch
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
-from mbrl_ros.core.evaluation import (
+from mbrl_ros.core.data.dataset import EpisodeDataset, TransitionBatch
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.evaluation import (
     disagreement,
     one_step_errors,
     open_loop_errors,
     open_loop_starts,
 )
-from mbrl_ros.core.training import ProgressFn, TrainConfig, TrainResult, train_ensemble
+from mbrl_ros.core.models.training import ProgressFn, TrainConfig, TrainResult, train_ensemble
 
 Augment = Callable[[TransitionBatch], TransitionBatch]
 

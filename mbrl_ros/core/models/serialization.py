@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from mbrl_ros.core.data.storage import atomic_write_bytes
-from mbrl_ros.core.ensemble import EnsembleConfig, EnsembleDynamics
+from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
 
 MAGIC = b"MBRLENS\x00"
 FORMAT_VERSION = 1

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mbrl_ros.core.normalization import Normalizer
+from mbrl_ros.core.models.normalization import Normalizer
 from mbrl_ros.core.validation import check_int
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {

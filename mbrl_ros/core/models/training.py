@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.dataset import TransitionBatch
-from mbrl_ros.core.ensemble import EnsembleDynamics
+from mbrl_ros.core.data.dataset import TransitionBatch
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _EVAL_CHUNK = 16384

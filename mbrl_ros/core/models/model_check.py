@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from mbrl_ros.core.ensemble import EnsembleDynamics
-from mbrl_ros.core.serialization import ModelFormatError, checksum, model_from_bytes
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
+from mbrl_ros.core.models.serialization import ModelFormatError, checksum, model_from_bytes
 from mbrl_ros.core.tasks.base import Task
 
 

@@ -15,8 +15,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.dataset import TransitionBatch
-from mbrl_ros.core.ensemble import EnsembleDynamics
+from mbrl_ros.core.data.dataset import TransitionBatch
+from mbrl_ros.core.models.ensemble import EnsembleDynamics
 
 
 def _model_tensors(model: EnsembleDynamics, batch: TransitionBatch) -> tuple[Tensor, ...]:

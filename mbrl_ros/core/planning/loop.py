@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbrl_ros.core.control_types import (
+from mbrl_ros.core.planners import DynamicsModel, PlanResult
+from mbrl_ros.core.planning.exploration import ExplorationConfig, RandomVelocityExploration
+from mbrl_ros.core.planning.loop_io import (
     EXPLORATION,
     HOLD,
     POLICIES,
@@ -41,9 +43,7 @@ from mbrl_ros.core.control_types import (
     PlannerSettings,
     StateInput,
 )
-from mbrl_ros.core.exploration import ExplorationConfig, RandomVelocityExploration
-from mbrl_ros.core.mpc import ModelPredictiveController, shift_plan
-from mbrl_ros.core.planners import DynamicsModel, PlanResult
+from mbrl_ros.core.planning.mpc import ModelPredictiveController, shift_plan
 from mbrl_ros.core.tasks.base import Task
 
 __all__ = ["EXPLORATION", "HOLD", "POLICIES", "Command", "PlannerSettings", "PlanningLoop",
