@@ -3,8 +3,9 @@
 
 What: on the dataset of a learned Baoding run (default: the newest ``pddm_explore`` run),
 train one ensemble per lever with the run's trainer settings plus the lever's change (PDDM's
-2 x 250 deterministic members as the run trained them; 40 epochs instead of 20;
-probabilistic (Gaussian NLL, PETS) members; 5 members; 2 x 500 wide), then run each model
+2 x 250 deterministic members as the run trained them; 40 (PDDM's) or 80 epochs instead of
+the run's 20; probabilistic (Gaussian NLL, PETS) members; 5 members; 2 x 500 wide), then
+run each model
 closed-loop on the same fixed evaluation episodes (seeds 5000.., the ones
 ``bench_checkpoints`` uses) with PDDM's planner settings and the moderate ones (gamma 10,
 sigma 0.5). Reported per lever: training time, validation one-step and 7-step error, and per
@@ -42,6 +43,7 @@ DEFAULT_RUN = Path("runs/bench_learning/pddm_explore/baoding_mppi_learned_seed0"
 LEVERS: dict[str, dict[str, Any]] = {
     "as_run": {},
     "epochs_40": {"train.epochs": 40},
+    "epochs_80": {"train.epochs": 80},
     "probabilistic": {"ensemble.probabilistic": True},
     "members_5": {"ensemble.members": 5},
     "wide_500": {"ensemble.hidden": [500, 500]},
