@@ -5,8 +5,7 @@ What: on the dataset of a learned Baoding run (default: the newest ``pddm_explor
 train one ensemble per lever with the run's trainer settings plus the lever's change (PDDM's
 2 x 250 deterministic members as the run trained them; 40 (PDDM's) or 80 epochs instead of
 the run's 20; probabilistic (Gaussian NLL, PETS) members; 5 members; 2 x 500 wide), then
-run each model
-closed-loop on the same fixed evaluation episodes (seeds 5000.., the ones
+run each model closed-loop on the same fixed evaluation episodes (seeds 5000.., the ones
 ``bench_checkpoints`` uses) with PDDM's planner settings and the moderate ones (gamma 10,
 sigma 0.5). Reported per lever: training time, validation one-step and 7-step error, and per
 planner variant drop rate, success rate, steps kept, tracking error and the score ratio to
