@@ -72,10 +72,19 @@ def test_baoding_balls_and_targets(baoding):
         assert m.body(name).mocapid[0] >= 0
     assert baoding.obs_layout.size == 40
     assert baoding.obs_layout.names == (
-        "joint_pos", "ball1_pos", "ball1_vel", "ball2_pos", "ball2_vel", "target1_xy",
+        "joints", "ball1_pos", "ball1_vel", "ball2_pos", "ball2_vel", "target1_xy",
         "target2_xy",
     )
     assert baoding.obs_layout["target1_xy"] == slice(36, 38)
+
+
+def test_scene_layouts_are_the_core_tasks_state_layouts():
+    """One layout per task: the simulator's observation is the core task's state."""
+    from mbrl_ros.core.tasks import make_task
+
+    for name, layout in (("baoding", sim.BAODING_LAYOUT), ("cube", sim.CUBE_LAYOUT)):
+        core = make_task(name).layout
+        assert tuple((f.name, f.size) for f in layout.fields) == core.fields, name
 
 
 def test_cube_scene_builds_steps_and_observes_39(cube):
@@ -93,8 +102,8 @@ def test_cube_scene_builds_steps_and_observes_39(cube):
     assert result.ok
     task = cube.obs_layout.split(result.observation.task_obs)
     assert task["cube_pos"][2] > -0.05  # still held (PDDM counts a drop below -0.1)
-    np.testing.assert_array_equal(task["goal_euler"], np.zeros(3))
-    np.testing.assert_array_equal(task["joint_pos"], result.observation.joint_pos)
+    np.testing.assert_array_equal(task["desired_euler"], np.zeros(3))
+    np.testing.assert_array_equal(task["joints"], result.observation.joint_pos)
     shapes = {(p.role, p.shape) for p in hand.geometry()}
     assert ("object", "box") in shapes and ("target", "box") in shapes
     assert hand.describe()["obs_size"] == 39
@@ -132,7 +141,7 @@ def test_layout_split_compose_round_trip(baoding):
     with pytest.raises(ValueError, match="last dimension 40"):
         layout.split(np.zeros(39))
     with pytest.raises(ValueError, match="missing"):
-        layout.compose({"joint_pos": np.zeros(24)})
+        layout.compose({"joints": np.zeros(24)})
     with pytest.raises(ValueError, match="duplicate"):
         sim.ObsLayout([("a", 1), ("a", 2)])
 

@@ -44,9 +44,11 @@ PDDM_START_TARGETS_PALM: np.ndarray = np.array(
      for a in (3.0 * np.pi / 4.0, -np.pi / 4.0)])
 
 
+#: The task observation, field for field the core task's state layout (the sim stays
+#: torch-free, so it is written here again; test_sim_scenes.py holds the two equal).
 BAODING_LAYOUT = ObsLayout(
     [
-        ("joint_pos", 24),
+        ("joints", 24),
         ("ball1_pos", 3),
         ("ball1_vel", 3),
         ("ball2_pos", 3),

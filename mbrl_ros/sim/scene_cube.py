@@ -42,14 +42,16 @@ CUBE_MASS = 0.05
 CUBE_INERTIA = 6.48e-5
 TARGET_POS = (0.0, 0.2, 0.25)
 
+#: The task observation, field for field the core task's state layout (the sim stays
+#: torch-free, so it is written here again; test_sim_scenes.py holds the two equal).
 CUBE_LAYOUT = ObsLayout(
     [
-        ("joint_pos", 24),
+        ("joints", 24),
         ("cube_pos", 3),
         ("cube_euler", 3),
         ("cube_linvel", 3),
-        ("cube_euler_rate", 3),
-        ("goal_euler", 3),
+        ("cube_angvel", 3),
+        ("desired_euler", 3),
     ]
 )
 
