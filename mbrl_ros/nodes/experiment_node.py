@@ -165,9 +165,7 @@ class ExperimentNode(Node):
         log = MetricsLog(self.run_dir / "metrics.csv")
         status = self.trainer.status()
         self.trainer.total = status.num_transitions
-        values = status_values(status)
-        self._next_episode_id = max(int(values.get("max_episode_id", status.num_episodes)),
-                                    0) + 1
+        self._next_episode_id = max(self.trainer.loop_status(status).max_episode_id, 0) + 1
         self._model_version = status.model_version
         self.get_logger().info(
             f"run '{p['run_name']}' in {self.run_dir}: {self.budget.random_rollouts} random "

@@ -22,6 +22,7 @@ from std_msgs.msg import Float64
 from mbrl_ros.msg import TrainingMetrics
 from mbrl_ros.nodes.episode_record import Backlog, EpisodeRecord
 from mbrl_ros.nodes.patient_calls import CALL_ATTEMPT_S, CallFailed, PatientCaller, status_values
+from mbrl_ros.nodes.trainer_status import TrainerLoopStatus
 from mbrl_ros.srv import GetStatus, StoreEpisode, TrainModel
 
 #: The trainer publishes ~/num_transitions every second: silent this long = not running.
@@ -77,9 +78,13 @@ class TrainerLink:
 
     def connected(self) -> bool:
         """Both of its inputs flow: it received task states and matched planned_action."""
-        values = status_values(self.status())
-        return (int(values.get("recorder_states", 0)) > 0
-                and int(values.get("action_publishers", 0)) > 0)
+        loop = self.loop_status(self.status())
+        return loop.recorder_states > 0 and loop.action_publishers > 0
+
+    @staticmethod
+    def loop_status(status: GetStatus.Response) -> TrainerLoopStatus:
+        """The typed part of its status (``trainer_status.py``)."""
+        return TrainerLoopStatus.from_values(status_values(status))
 
     # ----- episodes -----------------------------------------------------------------------
     def confirm_episode(self, record: EpisodeRecord) -> int:
@@ -109,13 +114,12 @@ class TrainerLink:
                                  f"num_transitions for {TRAINER_SILENT_S:g} s); the episodes "
                                  "go on")
                 return None
-            values = {} if status is None else status_values(status)
-            if status is None:
+            loop = None if status is None else self.loop_status(status)
+            if loop is None:
                 pass  # it runs but did not answer in time: ask again
-            elif int(values.get("max_episode_id", -1)) >= episode_id:
+            elif loop.max_episode_id >= episode_id:
                 return status
-            elif (int(values.get("open_episode_id", -1)) == episode_id
-                    or int(values.get("unsaved_episodes", 0)) > 0):
+            elif loop.open_episode_id == episode_id or loop.unsaved_episodes > 0:
                 not_recording_since = None
             elif not_recording_since is None:
                 not_recording_since = now
@@ -125,10 +129,8 @@ class TrainerLink:
                                  "run goes on")
                 return status
             if now > deadline:
-                view = {k: values.get(k) for k in ("open_episode", "max_episode_id",
-                                                    "unsaved_episodes")}
                 raise CallFailed(f"the trainer did not store episode {episode_id} in 60 s "
-                                 f"({view})")
+                                 f"({loop})")
             time.sleep(0.05)
 
     def flush_backlog(self) -> None:
@@ -172,7 +174,7 @@ class TrainerLink:
                                  "result")
             status = self.calls.try_status(self.status_client)
             if status is not None and status.state != "training":
-                if int(status_values(status).get("job_id", job)) < job:  # a respawned one
+                if self.loop_status(status).job_id < job:  # a respawned trainer counts anew
                     self.log.warning(f"the trainer restarted during training job {job}: "
                                      "requesting the training again")
                     job, message = self._request_training(epochs)

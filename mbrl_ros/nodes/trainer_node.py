@@ -47,6 +47,7 @@ from mbrl_ros.nodes.trainer_messages import (
 )
 from mbrl_ros.nodes.trainer_params import PARAM_CHECKS, PARAMS
 from mbrl_ros.nodes.trainer_recording import EpisodeRecording
+from mbrl_ros.nodes.trainer_status import TrainerLoopStatus
 from mbrl_ros.srv import GetStatus, StoreEpisode, TrainModel
 
 ACTION_TOLERANCE = 1e-6
@@ -260,21 +261,20 @@ class DynamicsTrainerNode(Node):
         counts, open_episode = self.recording.status()
         values: dict[str, Any] = {
             "task": self.task.name, "dataset_dir": self.dataset.root,
-            "models_dir": self.store.root, "job_id": self.jobs.job_id,
-            "open_episode": "none" if open_episode is None else
+            "models_dir": self.store.root, "open_episode": "none" if open_episode is None else
             f"{open_episode[0]} from step {open_episode[1]} ({open_episode[2]} states)",
-            "open_episode_id": -1 if open_episode is None else open_episode[0],
-            "max_episode_id": self.recording.max_episode_id,
-            "unsaved_episodes": len(self.recording.unsaved),
             "write_failures": self.recording.write_failures,
             "stale_states_skipped": self.stale_states,
-            # Matched publishers: a stream that is not connected yet loses what is sent.
-            "state_publishers": self._state_sub.get_publisher_count(),
-            "action_publishers": self._action_sub.get_publisher_count(),
+            "state_publishers": self._state_sub.get_publisher_count(),  # matched: not yet = lost
             "quarantined_files": len(self.dataset.quarantined) + len(self.store.quarantined)}
         values.update({f"rejected_{k}": n for k, n in dict(self.diagnostics.problems).items()})
         values.update({f"last_job_{k}": v for k, v in self.jobs.last_job.items()})
         values.update({f"recorder_{k}": v for k, v in sorted(counts.items())})
+        values.update(TrainerLoopStatus(  # typed: the experiment manager reads it
+            job_id=self.jobs.job_id, max_episode_id=self.recording.max_episode_id,
+            open_episode_id=-1 if open_episode is None else open_episode[0],
+            unsaved_episodes=len(self.recording.unsaved), recorder_states=counts.get("states", 0),
+            action_publishers=self._action_sub.get_publisher_count()).values())
         return values
 
     def _health(self):
