@@ -98,6 +98,13 @@ BUDGETS = {
     "pddm_explore": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
                                  planner_overrides=(("inference_dtype", "bfloat16"),),
                                  trainer_overrides=(("train.epochs", 20),)),
+    # pddm_explore with PDDM's own 40 epochs per retraining: on the same 48k transitions of a
+    # pddm_explore run, a 40-epoch model dropped 2 of 8 evaluation episodes with PDDM's
+    # planner (1.5 cm), the 20-epoch one 8 of 8 (2.6 cm) (bench_model_levers); the
+    # pddm_explore runs were continued under this budget from about 56k transitions
+    "pddm_explore40": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
+                                   planner_overrides=(("inference_dtype", "bfloat16"),),
+                                   trainer_overrides=(("train.epochs", 40),)),
     "pddm_moderate_scratch": BudgetPreset(Budget(40, 150, 10, 1), 1, 10.0, 20, 5,
                                           planner_overrides=(("gamma", 10.0), ("sigma", 0.5),
                                                              ("inference_dtype", "bfloat16")),
