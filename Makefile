@@ -11,7 +11,7 @@ BUILD := $(CURDIR)/build
 STAMPS := $(BUILD)/stamps
 REQS := requirements/ros-kilted.txt requirements/python.txt requirements/dev.txt
 # Sources whose change must trigger a rebuild + reinstall into the venv.
-PKG_SOURCES := $(shell find mbrl_ros msg srv launch config scripts -type f \
+PKG_SOURCES := $(shell find mbrl_ros msg srv action launch config scripts -type f \
                  -not -path '*/__pycache__/*' 2>/dev/null) CMakeLists.txt package.xml
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
