@@ -611,8 +611,10 @@ def _prepare_disk(root: Path, sim_states: np.ndarray, marker: Path) -> dict:
 class TrainerClient:
     def __init__(self, node) -> None:
 
+        from rclpy.action import ActionClient
+
+        from mbrl_ros.action import TrainModel
         from mbrl_ros.msg import GoalSchedule, ModelUpdate, PlannedAction, TaskState
-        from mbrl_ros.srv import TrainModel
 
         self.node = node
         self._lock = threading.Lock()
@@ -622,13 +624,31 @@ class TrainerClient:
         self.actions = node.create_publisher(PlannedAction, f"{TRAIN_NS}/planned_action", 50)
         self.schedules = node.create_publisher(GoalSchedule, f"{TRAIN_NS}/goal_schedule", latched)
         node.create_subscription(ModelUpdate, f"{TRAIN_NS}/model_update", self._on_model, latched)
-        self.train_client = node.create_client(TrainModel, f"{TRAIN_NS}/dynamics_trainer/train")
+        self.train_client = ActionClient(node, TrainModel, f"{TRAIN_NS}/dynamics_trainer/train")
+        self.feedback: list = []  # (goal id, TrainModel.Feedback)
         for pub in (self.states, self.actions, self.schedules):
             wait_for(lambda p=pub: p.get_subscription_count() > 0, 30, "trainer subscriptions")
+        wait_for(self.train_client.server_is_ready, 30, "the trainer's train action")
 
     def _on_model(self, msg) -> None:
         with self._lock:
             self.models.append(msg)
+
+    def _on_feedback(self, msg) -> None:
+        with self._lock:
+            self.feedback.append((bytes(msg.goal_id.uuid), msg.feedback))
+
+    def feedback_of(self, goal) -> list:
+        with self._lock:
+            return [f for uuid, f in self.feedback if uuid == bytes(goal.goal_id.uuid)]
+
+    def send_goal(self, epochs: int = 0):
+        """The trainer's answer to a ``~/train`` goal: its goal handle (``accepted``)."""
+        from mbrl_ros.action import TrainModel
+
+        future = self.train_client.send_goal_async(
+            TrainModel.Goal(from_scratch=True, epochs=epochs), feedback_callback=self._on_feedback)
+        return wait_for(lambda: future.done() and future.result(), 30, "the goal response")
 
     def action_msg(self, episode: int, step: int, action):
         from mbrl_ros.msg import PlannedAction
@@ -678,23 +698,26 @@ class TestTrainer:
     def test_train_requests_at_the_wrong_time_are_refused_and_recording_goes_on(
             self, trainer, sim_states):
         from mbrl_ros.msg import GoalSchedule
-        from mbrl_ros.srv import TrainModel
 
         client, watch, proc, _ = trainer
 
-        def train(epochs: int = 0):
-            return watch.call(client.train_client, TrainModel.Request(
-                from_scratch=True, epochs=epochs), "the train response")
+        def refusal() -> str:  # a rejected goal carries no reason: the trainer's status does
+            return watch.status_values()["train_refusal"]
 
-        early = train()
-        assert not early.accepted and "too little data: 20 transitions" in early.message
+        early = client.send_goal()
+        assert not early.accepted and "too little data: 20 transitions" in refusal()
         watch.wait_count("train_request", 1)
         (ok,) = watch.set_params(min_transitions=10)
         assert ok.successful
-        job = train(epochs=1_000_000)  # runs until the node stops
-        assert job.accepted, job.message
-        busy = train()
-        assert not busy.accepted and f"job {job.job_id} is still running" in busy.message
+        job = client.send_goal(epochs=1_000_000)  # runs until cancelled below
+        assert job.accepted
+        wait_for(lambda: len(client.feedback_of(job)) >= 2, 60, "feedback of two epochs")
+        first, second = client.feedback_of(job)[:2]
+        assert (first.epoch, second.epoch) == (1, 2) and first.epochs == 1_000_000
+        assert math.isfinite(first.train_loss)
+        job_id = int(watch.status_values()["job_id"])
+        busy = client.send_goal()
+        assert not busy.accepted and f"job {job_id} is still running" in refusal()
         watch.wait_count("train_request", 2)
 
         # recording goes on meanwhile, and bad samples are still refused
@@ -718,6 +741,41 @@ class TestTrainer:
         wait_for(lambda: watch.status().num_transitions == GOOD_EPISODES * STEPS + 3, 30,
                  "the live episode to be stored while training")
         assert watch.status().state == "training" and proc.alive()
+
+        # a cancel stops the job at its next epoch; it publishes no model
+        from action_msgs.msg import GoalStatus
+
+        models = len(client.models)
+        result = job.get_result_async()
+        cancel = job.cancel_goal_async()
+        wait_for(lambda: cancel.done() and cancel.result(), 30, "the cancel response")
+        assert len(cancel.result().goals_canceling) == 1
+        wait_for(result.done, 30, "the cancelled goal's result")
+        assert result.result().status == GoalStatus.STATUS_CANCELED
+        cancelled = result.result().result
+        assert cancelled.job_id == job_id and not cancelled.accepted
+        assert cancelled.model_version == 2 and "cancelled" in cancelled.message
+        assert watch.status().state == "idle" and watch.status().model_version == 2
+        time.sleep(1.0)
+        assert len(client.models) == models, "a cancelled job published a model"
+
+        # a job run to its end: the typed result, and the model it published
+        short = client.send_goal(epochs=3)
+        assert short.accepted
+        result = short.get_result_async()
+        wait_for(result.done, 120, "the short job's result")
+        assert result.result().status == GoalStatus.STATUS_SUCCEEDED
+        done = result.result().result
+        assert done.job_id == job_id + 1 and done.message
+        assert done.num_transitions == GOOD_EPISODES * STEPS + 3
+        assert done.metrics.epochs == 3 and done.metrics.accepted == done.accepted
+        assert [f.epoch for f in client.feedback_of(short)] == [1, 2, 3]
+        if done.accepted:  # the next version after the newest file (5, quarantined)
+            assert done.model_version == 6
+            wait_for(lambda: client.models[-1].version == 6, 20, "the new model")
+        else:
+            assert done.model_version == 2
+        assert client.send_goal(epochs=1_000_000).accepted  # runs until the node stops
 
     def test_every_rejection_left_a_log_line(self, trainer):
         _, _, proc, _ = trainer

@@ -6,13 +6,16 @@ durable :class:`~mbrl_ros.core.data.dataset.EpisodeDataset` at once, which a res
 loads again. ``goal_schedule`` tells the recorder each episode's length (a 30-step random
 rollout is stored when its state 30 arrives, not when the next episode starts).
 
-Training: ``~/train`` starts a background job on a snapshot of the dataset and returns at
-once. The job thread lowers its own priority (``niceness``) and caps torch's threads
+Training: a goal of the ``~/train`` action (``trainer_action.py``) starts a background job
+on a snapshot of the dataset, with feedback every epoch, cancel, and a typed result. The
+job thread lowers its own priority (``niceness``) and caps torch's threads
 (``train_threads``) so the planner keeps the cores; recording goes on meanwhile. A model
 that validates (finite, z-scored validation MSE within ``max_val_loss``) gets the next
 version, is checkpointed and published on ``model_update`` (reliable, transient local:
-a planner that starts late still gets it). Every job ends with ``~/metrics`` and the
-numeric topics, accepted or not.
+a planner that starts late still gets it). Every job that is not cancelled ends with
+``~/metrics`` and the numeric topics, accepted or not. The old one-shot ``~/train``
+service (TrainModel.srv) still starts a job for bench/bench_control.py, until it uses the
+action.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from mbrl_ros.nodes.episode_record import stream_from_request
 from mbrl_ros.nodes.parameters import ParameterSet
 from mbrl_ros.nodes.runtime import cap_torch_threads, run_node
 from mbrl_ros.nodes.task_params import task_from_params
+from mbrl_ros.nodes.trainer_action import TrainAction
 from mbrl_ros.nodes.trainer_jobs import TrainingJobs
 from mbrl_ros.nodes.trainer_messages import (
     NAN,
@@ -48,7 +52,7 @@ from mbrl_ros.nodes.trainer_messages import (
 from mbrl_ros.nodes.trainer_params import PARAM_CHECKS, PARAMS
 from mbrl_ros.nodes.trainer_recording import EpisodeRecording
 from mbrl_ros.nodes.trainer_status import TrainerLoopStatus
-from mbrl_ros.srv import GetStatus, StoreEpisode, TrainModel
+from mbrl_ros.srv import GetStatus, StoreEpisode
 
 ACTION_TOLERANCE = 1e-6
 RECORD_DEPTH = 200
@@ -84,7 +88,7 @@ class DynamicsTrainerNode(Node):
         self.jobs = TrainingJobs(
             self.task, self.dataset, self.store, self.get_logger(),
             lambda kind, text: self.diagnostics.problem(kind, text), self._on_epoch,
-            self._on_job_finished)
+            self._on_job_finished, lambda job_id, why: self.train.on_cancelled(job_id, why))
 
         record = MutuallyExclusiveCallbackGroup()
         serve = ReentrantCallbackGroup()
@@ -107,7 +111,8 @@ class DynamicsTrainerNode(Node):
         # With the recorder's callbacks: a backfill and a live store never interleave.
         self.create_service(StoreEpisode, "~/store_episode", self._on_store_episode,
                             callback_group=record)
-        self.create_service(TrainModel, "~/train", self._on_train, callback_group=serve)
+        self.train = TrainAction(self, self.jobs, self.params.snapshot,
+                                 lambda kind, text: self.diagnostics.problem(kind, text), serve)
         self.create_service(GetStatus, "~/get_status", self._on_status, callback_group=serve)
         self.create_timer(1.0, self._publish_count, callback_group=serve, clock=steady)
         self.diagnostics = Diagnostics(self, self._health, hardware_id="trainer")
@@ -196,21 +201,12 @@ class DynamicsTrainerNode(Node):
         self.pub_numbers["num_transitions"].publish(Float64(data=count))
 
     # ----- training -----------------------------------------------------------------------
-    def _on_train(self, req: TrainModel.Request, res: TrainModel.Response):
-        p = self.params.snapshot()
-        res.accepted, res.job_id, res.message = self.jobs.submit(p, req.epochs, req.from_scratch)
-        request = f"train request (from_scratch={req.from_scratch}, epochs={req.epochs})"
-        # rclpy refuses different severities from one call site: one call per severity.
-        if res.accepted:
-            self.get_logger().info(f"{request} accepted: {res.message}")
-        else:
-            self.diagnostics.problem("train_request", f"{request} refused: {res.message}")
-        return res
-
-    def _on_epoch(self, train_loss: float, val_loss: float) -> None:
-        """A job's progress (its thread): the numeric topics."""
+    def _on_epoch(self, job_id: int, epoch: int, epochs: int, train_loss: float,
+                  val_loss: float) -> None:
+        """A job's progress (its thread): the numeric topics and the goal's feedback."""
         self.pub_numbers["train_loss"].publish(Float64(data=train_loss))
         self.pub_numbers["val_loss"].publish(Float64(data=val_loss))
+        self.train.on_epoch(job_id, epoch, epochs, train_loss, val_loss)
 
     def _on_job_finished(self, job_id: int, message: str, m: dict[str, Any],
                          stored: StoredModel | None) -> None:
@@ -225,6 +221,7 @@ class DynamicsTrainerNode(Node):
             self.get_logger().info(summary)
         else:
             self.get_logger().warning(summary)
+        self.train.on_finished(job_id, message, m)  # after the model: its goal's result
 
     def _republish_checkpoint(self) -> None:
         stored = self.jobs.adopt_newest_checkpoint()
@@ -274,7 +271,8 @@ class DynamicsTrainerNode(Node):
             job_id=self.jobs.job_id, max_episode_id=self.recording.max_episode_id,
             open_episode_id=-1 if open_episode is None else open_episode[0],
             unsaved_episodes=len(self.recording.unsaved), recorder_states=counts.get("states", 0),
-            action_publishers=self._action_sub.get_publisher_count()).values())
+            action_publishers=self._action_sub.get_publisher_count(),
+            train_refusal=self.train.refusal).values())
         return values
 
     def _health(self):

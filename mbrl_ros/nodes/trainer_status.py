@@ -21,18 +21,23 @@ class TrainerLoopStatus:
     unsaved_episodes: int  # recorded episodes not written to disk yet
     recorder_states: int  # task states it has received (its task_state stream flows)
     action_publishers: int  # planned_action publishers its subscription matched
+    train_refusal: str = ""  # why it refused the newest refused ~/train goal ("": none)
 
-    def values(self) -> dict[str, int]:
+    def values(self) -> dict[str, int | str]:
         """As ``GetStatus.values`` entries (key -> value)."""
         return asdict(self)
 
     @classmethod
     def from_values(cls, values: Mapping[str, str]) -> TrainerLoopStatus:
-        """Parsed from ``GetStatus.values``; ValueError naming a missing or bad field."""
-        parsed = {}
+        """Parsed from ``GetStatus.values``; ValueError naming a missing or bad field (an
+        integer field that is not one)."""
+        parsed: dict[str, int | str] = {}
         for f in fields(cls):
             if f.name not in values:
                 raise ValueError(f"the trainer's status has no {f.name!r} (another version?)")
+            if f.type == "str":
+                parsed[f.name] = values[f.name]
+                continue
             try:
                 parsed[f.name] = int(values[f.name])
             except ValueError:
