@@ -6,7 +6,9 @@ plans fixed evaluation episodes (the same seeds for every checkpoint; they add n
 with one or more planner variants:
 - ``pddm``: PDDM's settings (N 700, H 7, gamma 20, beta 0.6, sigma 0.9);
 - ``moderate``: gamma 10, sigma 0.5 (a softer weighting and narrower sampling);
-- ``gentle``: gamma 5, sigma 0.5.
+- ``gentle``: gamma 5, sigma 0.5;
+- ``narrow``: PDDM's gamma 20 with sigma 0.5; ``moderate_wide``: gamma 10, sigma 0.7;
+  ``firm_wide``: gamma 15, sigma 0.7; ``moderate_wide_n1400``: gamma 10, sigma 0.7, N 1400.
 Per checkpoint and variant: drop rate, success rate (no drop, mean error < 2 cm), steps kept,
 tracking error and PDDM's score with its ratio to the perfect-model bound (the learning
 benchmark's perfect-model runs, when they exist). This separates what the data taught the
@@ -46,6 +48,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pddm": {},
     "moderate": {"gamma": 10.0, "sigma": 0.5},
     "gentle": {"gamma": 5.0, "sigma": 0.5},
+    "narrow": {"sigma": 0.5},
+    "moderate_wide": {"gamma": 10.0, "sigma": 0.7},
+    "firm_wide": {"gamma": 15.0, "sigma": 0.7},
+    "moderate_wide_n1400": {"gamma": 10.0, "sigma": 0.7, "num_samples": 1400},
 }
 PERFECT_RUNS = Path("runs/bench_learning/pddm")
 EVAL_SEED = 5000  # evaluation episodes: seeds 5000.. (the runs use s * 1_000_003 + e)

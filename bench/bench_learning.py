@@ -45,6 +45,7 @@ from mbrl_ros.results.metrics_log import read_metrics
 
 import benchlib
 from learning import curves
+from learning.checkpoint_summary import checkpoint_summary
 from learning.pddm_run import RunSpec
 from learning.pddm_run import run as run_pddm
 
@@ -244,6 +245,8 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
                 "measured", (previous or {}).get("date", "unknown")))
         result.setdefault("summary", {})[task] = task_summary(runs, task, learned, seeds,
                                                               old_perfect)
+        if evaluated := checkpoint_summary(benchlib.RESULTS, runs.name, task):
+            result["summary"][task]["learned_mppi_checkpoints"] = evaluated
         hold = entry["hold"]
         if learned or true_levels or sac:
             png = pictures_dir / f"learning_{task}.png"

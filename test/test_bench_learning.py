@@ -121,3 +121,38 @@ def test_learned_run_warm_starts_from_its_last_model(tmp_path):
     assert "from scratch" in trained[0] and "warm-started" in trained[1], trained
     assert spec.describe()["trainer_overrides"] == {"train.from_scratch": False,
                                                      "train.epochs": 2}
+
+
+def _checkpoints_file(path: Path, run: str, episodes: int, rows: list[tuple]) -> None:
+    """A bench_checkpoints result: rows of (iteration, transitions, drop, ratio)."""
+    path.write_text(json.dumps({
+        "run": run, "episodes": episodes, "variants": {"moderate": {"gamma": 10.0}},
+        "checkpoints": [{"iteration": i, "transitions": n, "by_variant": {"moderate": {
+            "episodes": episodes, "drop_rate": drop, "success_rate": 1 - drop, "steps": 90.0,
+            "tracking_error": 0.01, "score_ratio_to_perfect": ratio}}}
+            for i, n, drop, ratio in rows]}))
+
+
+def test_checkpoint_summary_takes_the_newest_and_the_first_checkpoint_at_the_bar(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    from learning.checkpoint_summary import checkpoint_summary
+
+    run0 = "runs/bench_learning/b/baoding_mppi_learned_seed0"
+    _checkpoints_file(tmp_path / "checkpoints_b_seed0.json", run0, 8,
+                      [(10, 20_000, 0.5, 0.4), (20, 40_000, 0.1, 0.85), (30, 60_000, 0.3, 0.9)])
+    # the same checkpoint with more episodes wins over the 8-episode one
+    _checkpoints_file(tmp_path / "checkpoints_newest_b_seed0.json", run0, 16,
+                      [(30, 60_000, 0.1, 0.7)])
+    _checkpoints_file(tmp_path / "checkpoints_b_seed1.json",
+                      "runs/bench_learning/b/baoding_mppi_learned_seed1", 8,
+                      [(10, 20_000, 0.5, 0.4)])
+    _checkpoints_file(tmp_path / "checkpoints_other.json",
+                      "runs/bench_learning/other/baoding_mppi_learned_seed0", 8,
+                      [(10, 20_000, 0.0, 1.0)])
+    moderate = checkpoint_summary(tmp_path, "b", "baoding")["variants"]["moderate"]
+    seed0 = moderate["newest"]["baoding_mppi_learned_seed0"]
+    assert (seed0["iteration"], seed0["episodes"], seed0["drop_rate"]) == (30, 16, 0.1)
+    assert moderate["transitions_to_criterion"] == {"baoding_mppi_learned_seed0": 40_000,
+                                                    "baoding_mppi_learned_seed1": None}
+    assert moderate["mean_newest"]["drop_rate"] == pytest.approx(0.3)
+    assert checkpoint_summary(tmp_path, "b", "cube") is None

@@ -1,0 +1,77 @@
+"""The learning benchmark's summary of ``bench_checkpoints`` results: the learned runs'
+saved models evaluated closed loop with several planner settings.
+
+A learned run's own per-iteration numbers mix what the model knows with how the run's
+(data-collecting) planner acts on it; the checkpoint evaluations hold the data fixed and vary
+the planner. This turns every ``checkpoints_*.json`` of one budget into, per planner variant:
+the newest evaluated checkpoint of each seed (the evaluation with the most episodes), their
+mean, and the fewest transitions at which a checkpoint met PDDM's bar (score ratio to the
+perfect model >= 0.8 with at most 20% drops).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RATIO_BAR, DROP_BAR = 0.8, 0.2
+FIELDS = ("drop_rate", "success_rate", "steps", "tracking_error", "score_ratio_to_perfect")
+
+
+def evaluations(results: Path, budget: str, task: str) -> dict[str, dict[int, dict[str, Any]]]:
+    """{run name: {iteration: {transitions, by_variant}}} from every checkpoints file of
+    ``budget``'s ``task`` runs; where two files evaluated one checkpoint and variant, the one
+    with more episodes wins."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in sorted(results.glob("checkpoints_*.json")):
+        data = json.loads(path.read_text())
+        run = Path(data.get("run", ""))
+        if run.parent.name != budget or not run.name.startswith(f"{task}_"):
+            continue
+        rows = runs.setdefault(run.name, {})
+        for row in data.get("checkpoints", []):
+            it = rows.setdefault(int(row["iteration"]),
+                                 {"transitions": int(row["transitions"]), "by_variant": {}})
+            for name, res in row["by_variant"].items():
+                old = it["by_variant"].get(name)
+                if old is None or res["episodes"] > old["episodes"]:
+                    it["by_variant"][name] = dict(res, settings=data["variants"].get(name, {}))
+    return runs
+
+
+def meets_bar(res: dict[str, Any]) -> bool:
+    ratio = res.get("score_ratio_to_perfect")
+    return ratio is not None and ratio >= RATIO_BAR and res["drop_rate"] <= DROP_BAR
+
+
+def checkpoint_summary(results: Path, budget: str, task: str) -> dict[str, Any] | None:
+    """``summary.<task>.learned_mppi_checkpoints``: per variant, the newest checkpoint of
+    each seed, their mean and the transitions to the bar per seed (None: not reached)."""
+    runs = evaluations(results, budget, task)
+    if not runs:
+        return None
+    names = sorted({n for rows in runs.values() for it in rows.values() for n in it["by_variant"]})
+    variants: dict[str, Any] = {}
+    for name in names:
+        newest, reached = {}, {}
+        for run, rows in sorted(runs.items()):
+            evaluated = [(i, rows[i]) for i in sorted(rows) if name in rows[i]["by_variant"]]
+            if not evaluated:
+                continue
+            iteration, row = evaluated[-1]
+            res = row["by_variant"][name]
+            newest[run] = {"iteration": iteration, "transitions": row["transitions"],
+                           "episodes": res["episodes"], **{k: res.get(k) for k in FIELDS}}
+            hits = [r["transitions"] for _, r in evaluated if meets_bar(r["by_variant"][name])]
+            reached[run] = min(hits) if hits else None
+        settings = next(r[i]["by_variant"][name]["settings"] for r in runs.values() for i in r
+                        if name in r[i]["by_variant"])
+        mean = {k: float(np.mean([v[k] for v in newest.values()]))
+                for k in FIELDS if all(v.get(k) is not None for v in newest.values())}
+        variants[name] = {"settings": settings, "newest": newest, "mean_newest": mean,
+                          "transitions_to_criterion": reached}
+    return {"budget": budget, "bar": {"score_ratio_to_perfect": RATIO_BAR,
+                                      "drop_rate": DROP_BAR}, "variants": variants}
