@@ -410,3 +410,44 @@ def test_store_episode_fills_in_what_the_recorder_missed_and_nothing_twice(train
                  "the refusal in the status")
     assert client.status().num_transitions == before + T
     assert trainer["proc"].poll() is None
+
+
+def test_the_experiments_training_goal_is_sent_again_to_a_trainer_restarted_mid_job(trainer):
+    """TrainerLink (the experiment manager's side): a goal lost with a killed trainer (the
+    respawned one answers idle and does not know it) is sent again, and its typed result
+    arrives from the new process."""
+    import time
+
+    from rclpy.callback_groups import ReentrantCallbackGroup
+
+    from mbrl_ros.nodes.patient_calls import PatientCaller
+    from mbrl_ros.nodes.trainer_link import TrainerLink
+
+    client = trainer["client"]
+    client.set_param("max_val_loss", 1000.0)
+    calls = PatientCaller(client.node, threading.Event(), startup_timeout_s=60.0)
+    link = TrainerLink(client.node, NODE, calls, "baoding", ReentrantCallbackGroup())
+    wait_for(link.train_ready, 30, "the train action")
+    box: dict = {}
+
+    def train() -> None:
+        try:
+            box["result"] = link._run_training(1500, time.monotonic() + 600, 1, 1)
+        except Exception as exc:  # reported below
+            box["error"] = exc
+
+    thread = threading.Thread(target=train, daemon=True)
+    thread.start()
+    wait_for(lambda: client.status().state == "training", 30, "the first job to run")
+    old = trainer["proc"]
+    old.kill()  # like a crash: no shutdown, its goal is lost
+    stop_process(old)
+    trainer["proc"] = _start_trainer(trainer["dir"])
+    client.wait_ready()
+    thread.join(600)
+    assert "error" not in box, box.get("error")
+    result = box["result"]
+    assert result.job_id == 1, "not the restarted trainer's job"  # it counts from 1 again
+    assert result.accepted and result.model_version == 3 and result.metrics.epochs == 1500
+    assert result.num_transitions == client.status().num_transitions
+    wait_for(lambda: client.models and client.models[-1].version == 3, 30, "model version 3")

@@ -188,11 +188,12 @@ class ExperimentNode(Node):
     def _wait_for_stack(self, p: dict[str, Any]) -> None:
         """Until every node answers and the topics an episode needs are connected."""
         timeout = p["startup_timeout_s"]
-        for client in (self.episodes.reset_client, self.trainer.train_client,
-                       self.trainer.status_client, self.planner.status_client,
-                       self.planner.params_client, self.episodes.estimator_params):
+        for client in (self.episodes.reset_client, self.trainer.status_client,
+                       self.planner.status_client, self.planner.params_client,
+                       self.episodes.estimator_params):
             self.calls.wait(lambda c=client: c.wait_for_service(timeout_sec=0.2), timeout,
                             f"service {client.srv_name}")
+        self.calls.wait(self.trainer.train_ready, timeout, "the trainer's train action")
         self.calls.wait(lambda: self.episodes.pub_schedule.get_subscription_count() >= 4,
                         timeout, "the simulator, estimator, planner and trainer to subscribe "
                         "to goal_schedule")

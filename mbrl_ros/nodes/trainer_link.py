@@ -3,9 +3,10 @@ stored, and the ones it missed.
 
 The trainer records the episodes from the topics by itself; this asks it (``get_status``)
 whether it stored each one, sends what it missed (``store_episode``, oldest first, while it
-answers), starts a training job (``train``) and follows it through ``~/metrics``. A trainer
-that dies is noticed by its silent ``~/num_transitions`` heartbeat: the episodes go on
-without it, and a job lost with it is requested again.
+answers), and trains through its ``~/train`` action: a goal, feedback every epoch, the typed
+result. A trainer that dies is noticed by its silent ``~/num_transitions`` heartbeat: the
+episodes go on without it; a goal lost with it (it answers again, idle, and does not know
+the goal) is sent again.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from action_msgs.msg import GoalStatus
+from rclpy.action import ActionClient
 from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import Float64
 
-from mbrl_ros.msg import TrainingMetrics
+from mbrl_ros.action import TrainModel
 from mbrl_ros.nodes.episode_record import Backlog, EpisodeRecord
 from mbrl_ros.nodes.patient_calls import CALL_ATTEMPT_S, CallFailed, PatientCaller, status_values
 from mbrl_ros.nodes.trainer_status import TrainerLoopStatus
-from mbrl_ros.srv import GetStatus, StoreEpisode, TrainModel
+from mbrl_ros.srv import GetStatus, StoreEpisode
 
 #: The trainer publishes ~/num_transitions every second: silent this long = not running.
 TRAINER_SILENT_S = 1.5
 #: A trainer that neither stores an episode nor records it this long did not see its end.
 NOT_RECORDING_S = 3.0
+#: Training progress at info level at most this often (every epoch at debug level).
+PROGRESS_LOG_S = 30.0
 
 
 class TooLittleData(CallFailed):
@@ -43,18 +48,15 @@ class TrainerLink:
         self.node, self.calls, self.task_name = node, calls, task_name
         self.log = node.get_logger()
         self.backlog = Backlog()  # episodes it did not confirm (episode_record.py)
-        self.train_client = node.create_client(TrainModel, f"{name}/train",
-                                               callback_group=group)
+        self.train_client = ActionClient(node, TrainModel, f"{name}/train",
+                                         callback_group=group)
         self.status_client = node.create_client(GetStatus, f"{name}/get_status",
                                                 callback_group=group)
         self.store_client = node.create_client(StoreEpisode, f"{name}/store_episode",
                                                callback_group=group)
-        node.create_subscription(TrainingMetrics, f"{name}/metrics", self._on_metrics, 10,
-                                 callback_group=group)
         node.create_subscription(Float64, f"{name}/num_transitions", self._on_count, 10,
                                  callback_group=group)
         self._lock = threading.Lock()
-        self._metrics: list[TrainingMetrics] = []
         self._heard = -1e9  # time.monotonic() of its newest heartbeat
         self._count = 0  # its newest num_transitions
         self.total: int | None = None  # num_transitions in its newest status
@@ -65,9 +67,12 @@ class TrainerLink:
             self._heard = time.monotonic()
             self._count = int(msg.data)
 
-    def _on_metrics(self, msg: TrainingMetrics) -> None:
-        with self._lock:
-            self._metrics.append(msg)
+    def _on_feedback(self, msg: Any) -> None:
+        f = msg.feedback
+        text = (f"training: epoch {f.epoch}/{f.epochs}, train loss {f.train_loss:.4g}, "
+                f"val loss {f.val_loss:.4g}")
+        self.log.debug(text)
+        self.log.info(text, throttle_duration_sec=PROGRESS_LOG_S)
 
     def silent(self) -> bool:
         with self._lock:
@@ -153,69 +158,108 @@ class TrainerLink:
                 log(f"sent the trainer episode {request.episode_id} it missed: {res.message}")
 
     # ----- training -----------------------------------------------------------------------
+    def train_ready(self) -> bool:
+        """Its ``~/train`` action server is discovered."""
+        return self.train_client.server_is_ready()
+
     def train(self, iteration: int, iterations: int, model_version: int, epochs: int,
               timeout_s: float, planner_loaded: Callable[[], int]) -> int:
         """One training job for ``iteration``; once accepted, waits until the planner loaded
         it. Returns the model version the planner plans on afterwards."""
         self.flush_backlog()  # the missed episodes are trained on too
-        with self._lock:
-            seen = len(self._metrics)
         start = time.monotonic()
         try:
-            job, message = self._request_training(epochs)
+            result = self._run_training(epochs, start + timeout_s, iteration, iterations)
         except TooLittleData as exc:  # drops end episodes early: keep collecting
             plan = f"planning on model v{model_version}" if model_version else "exploring"
             self.log.warning(f"iteration {iteration}: {exc}; {plan}")
             return model_version
-        self.log.info(f"iteration {iteration}/{iterations}: training ({message})")
-        while (metrics := self._next_metrics(seen, 1.0)) is None:
-            if time.monotonic() - start > timeout_s:
-                raise CallFailed(f"timed out after {timeout_s:g} s waiting for the training "
-                                 "result")
-            status = self.calls.try_status(self.status_client)
-            if status is not None and status.state != "training":
-                if self.loop_status(status).job_id < job:  # a respawned trainer counts anew
-                    self.log.warning(f"the trainer restarted during training job {job}: "
-                                     "requesting the training again")
-                    job, message = self._request_training(epochs)
-        took = time.monotonic() - start
-        if not metrics.accepted:
-            self.log.warning(f"iteration {iteration}: the trainer rejected the new model (val "
-                             f"loss {metrics.val_loss:.3g}); planning on model v{model_version}")
+        took, metrics = time.monotonic() - start, result.metrics
+        if not result.accepted:
+            self.log.warning(f"iteration {iteration}: the trainer rejected the new model "
+                             f"({result.message}; val loss {metrics.val_loss:.3g}); planning "
+                             f"on model v{model_version}")
             return model_version
-        version = metrics.model_version
+        version = result.model_version
         self.calls.wait(lambda: planner_loaded() >= version, 60.0,
                         f"the planner to load model v{version}")
         multi = list(metrics.val_multi_step_mse)
         self.log.info(
-            f"iteration {iteration}: model v{version} on {metrics.num_transitions} "
-            f"transitions in {took:.1f} s: val one-step mse {metrics.val_one_step_mse:.3g}, "
-            f"{len(multi)}-step {multi[-1] if multi else float('nan'):.3g}, disagreement "
+            f"iteration {iteration}: model v{version} (job {result.job_id}) on "
+            f"{result.num_transitions} transitions in {took:.1f} s: val one-step mse "
+            f"{metrics.val_one_step_mse:.3g}, {len(multi)}-step "
+            f"{multi[-1] if multi else float('nan'):.3g}, disagreement "
             f"{metrics.val_disagreement:.3g}")
         return version
 
-    def _request_training(self, epochs: int) -> tuple[int, str]:
-        """Start a training job; returns its id and the trainer's message. A job already
-        running (a request repeated after a slow answer) is adopted."""
-        res = self.calls.call(self.train_client, TrainModel.Request(
-            from_scratch=True, epochs=epochs), self.calls.startup_timeout_s, "start training")
-        if not res.accepted and res.job_id == 0:
-            error = TooLittleData if "too little data" in res.message else CallFailed
-            raise error(f"the trainer refused to train: {res.message}")
-        return int(res.job_id), res.message
-
-    def _next_metrics(self, seen: int, wait: float) -> TrainingMetrics | None:
-        """The newest training metrics if more than ``seen`` arrived within ``wait`` s."""
-        deadline = time.monotonic() + wait
+    def _run_training(self, epochs: int, deadline: float, iteration: int,
+                      iterations: int) -> TrainModel.Result:
+        """A ``~/train`` goal's result. A goal the trainer lost (it restarted: it answers
+        idle and does not know the goal) is sent again; so is one refused while another job
+        ran (a goal repeated after a slow answer), once that job has ended."""
+        goal = self._send_goal(epochs, deadline)
+        self.log.info(f"iteration {iteration}/{iterations}: training ({epochs or 'default'} "
+                      "epochs)")
+        result = goal.get_result_async()
+        probe, next_probe = None, time.monotonic() + 1.0
         while True:
-            with self._lock:
-                if len(self._metrics) > seen:
-                    return self._metrics[-1]
+            for answer in (result, probe):
+                if answer is None or not answer.done():
+                    continue
+                response = answer.result()
+                if response.status == GoalStatus.STATUS_SUCCEEDED:
+                    return response.result
+                if response.status != GoalStatus.STATUS_UNKNOWN:
+                    raise CallFailed(f"the training goal ended with status {response.status}:"
+                                     f" {response.result.message}")
+                self.log.warning("the trainer restarted during training (it does not know "
+                                 "the goal): sending it again")
+                goal = self._send_goal(epochs, deadline)
+                result, probe = goal.get_result_async(), None
+            now = time.monotonic()
+            if now > deadline:
+                raise CallFailed("timed out waiting for the training result")
             if self.calls.stop.is_set():
                 raise CallFailed("stopped")
+            if now > next_probe and (probe is None or probe.done()):
+                next_probe = now + 1.0
+                status = self.calls.try_status(self.status_client)
+                if status is not None and status.state != "training":
+                    probe = goal.get_result_async()  # the one it answers: done, or unknown
+            time.sleep(0.05)
+
+    def _send_goal(self, epochs: int, deadline: float):
+        """An accepted ``~/train`` goal's handle. Refused for too little data: TooLittleData;
+        while another job runs: sent again once it ended; otherwise CallFailed."""
+        request = TrainModel.Goal(from_scratch=True, epochs=epochs)
+        startup = time.monotonic() + self.calls.startup_timeout_s
+        while True:
+            until = min(deadline, startup)
+            self.calls.wait(lambda: self.train_client.server_is_ready(),
+                            max(0.0, until - time.monotonic()), "the trainer's train action")
+            sent = self.train_client.send_goal_async(request, feedback_callback=self._on_feedback)
+            answered = time.monotonic() + 2 * CALL_ATTEMPT_S
+            while not sent.done() and time.monotonic() < answered:
+                if self.calls.stop.is_set():
+                    raise CallFailed("stopped")
+                time.sleep(0.01)
+            if not sent.done():
+                self.log.warning("the trainer did not answer the training goal in "
+                                 f"{2 * CALL_ATTEMPT_S:g} s; sending it again (restarting?)")
+            elif sent.result().accepted:
+                return sent.result()
+            else:
+                reason = self.loop_status(self.status()).train_refusal
+                if "too little data" in reason:
+                    raise TooLittleData(f"the trainer refused to train: {reason}")
+                if "still running" not in reason:
+                    raise CallFailed(f"the trainer refused to train: {reason}")
+                self.log.warning(f"the trainer refused to train ({reason}): sending the goal "
+                                 "again once that job has ended")
+                self.calls.wait(lambda: self.status().state != "training",
+                                max(0.0, deadline - time.monotonic()), "the running job's end")
             if time.monotonic() > deadline:
-                return None
-            time.sleep(0.01)
+                raise CallFailed("timed out sending the training goal")
 
     def describe(self) -> dict[str, Any]:
         """For the node's diagnostics."""
