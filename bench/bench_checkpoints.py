@@ -8,7 +8,8 @@ with one or more planner variants:
 - ``moderate``: gamma 10, sigma 0.5 (a softer weighting and narrower sampling);
 - ``gentle``: gamma 5, sigma 0.5;
 - ``narrow``: PDDM's gamma 20 with sigma 0.5; ``moderate_wide``: gamma 10, sigma 0.7;
-  ``firm_wide``: gamma 15, sigma 0.7; ``moderate_wide_n1400``: gamma 10, sigma 0.7, N 1400.
+  ``firm_wide``: gamma 15, sigma 0.7; ``moderate_wide_n1400``: gamma 10, sigma 0.7, N 1400;
+  ``soft``: gamma 10 with PDDM's sigma 0.9.
 Per checkpoint and variant: drop rate, success rate (no drop, mean error < 2 cm), steps kept,
 tracking error and PDDM's score with its ratio to the perfect-model bound (the learning
 benchmark's perfect-model runs, when they exist). This separates what the data taught the
@@ -52,6 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "moderate_wide": {"gamma": 10.0, "sigma": 0.7},
     "firm_wide": {"gamma": 15.0, "sigma": 0.7},
     "moderate_wide_n1400": {"gamma": 10.0, "sigma": 0.7, "num_samples": 1400},
+    "soft": {"gamma": 10.0},
 }
 PERFECT_RUNS = Path("runs/bench_learning/pddm")
 EVAL_SEED = 5000  # evaluation episodes: seeds 5000.. (the runs use s * 1_000_003 + e)
