@@ -96,7 +96,7 @@ def test_gaps_skip_only_the_transitions_they_break():
     (ep,) = rec.poll()
     np.testing.assert_allclose(ep.state[:, 1], [0, 3, 5])
     np.testing.assert_allclose(ep.next_state[:, 1], [1, 4, 6])
-    assert ep.step.tolist() == [0, 3, 5] and ep.dataset_arrays()["step"] is ep.step
+    assert ep.step.tolist() == [0, 3, 5]
     assert rec.counts["skipped_missing_state"] == 2
     assert rec.counts["skipped_missing_action"] == 1
     assert ep.meta["skipped_transitions"] == 3
@@ -202,7 +202,7 @@ def test_task_reward_and_dataset_append(tmp_path):
     np.testing.assert_allclose(ep.reward, expected.numpy(), rtol=1e-5)
     np.testing.assert_array_equal(ep.done, dropped.numpy())
     dataset = EpisodeDataset(tmp_path)
-    dataset.append_episode(**ep.dataset_arrays())
+    dataset.append(ep)
     assert EpisodeDataset(tmp_path).num_transitions == 3
     assert dataset.episode_meta(0)["policy"] == "exploration"
 

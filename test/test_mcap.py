@@ -140,7 +140,7 @@ def test_export_writes_every_transition_as_ros2_messages(tmp_path, capsys):
     assert "2 episodes, 9 transitions" in capsys.readouterr().out
     assert leftover.exists(), "the export changed the dataset folder"
 
-    episodes = read_episodes(dataset.root)
+    episodes = list(read_episodes(dataset.root).values())
     rows = [(e, i) for e in episodes for i in range(len(e))]
     messages = _decoded(out)
     by_topic: dict[str, list] = {}
@@ -282,8 +282,8 @@ def test_the_recording_holds_every_topic_and_every_executed_step(recorded_run):
 
     rows = read_metrics(run_dir / "metrics.csv")
     assert len(rows) == 4 and {r["policy"] for r in rows} == {"random", "mpc"}
-    stored = {(e.meta["episode_id"], int(k)) for e in read_episodes(run_dir / "dataset")
-              for k in e.step}
+    stored = {(e.meta["episode_id"], int(k))
+              for e in read_episodes(run_dir / "dataset").values() for k in e.step}
     for row in rows:
         episode, steps = int(row["episode"]), int(row["steps"])
         executed = {(episode, k) for k in range(steps)}

@@ -15,8 +15,8 @@ import numpy.typing as npt
 from rclpy.impl.rcutils_logger import RcutilsLogger
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
+from mbrl_ros.core.data.episode import Episode
 from mbrl_ros.core.data.recorder import (
-    RecordedEpisode,
     StreamAction,
     StreamState,
     TransitionRecorder,
@@ -43,7 +43,7 @@ class EpisodeRecording:
         self.recorder = TransitionRecorder(**self._recorder_args,
                                            action_grace_s=action_grace_s)
         self._rec_lock = threading.Lock()
-        self.unsaved: list[RecordedEpisode] = []
+        self.unsaved: list[Episode] = []
         self.write_failures = 0
         self._retry_at = 0.0
         # Newest stream episode id on disk: the experiment manager waits for it (and numbers
@@ -87,14 +87,14 @@ class EpisodeRecording:
             return dict(self.recorder.counts), self.recorder.open_episode
 
     def backfill(self, episode_id: int, length: int, states: Iterable[StreamState],
-                 actions: Iterable[StreamAction]) -> tuple[RecordedEpisode | None, int]:
+                 actions: Iterable[StreamAction]) -> tuple[Episode | None, int]:
         """An episode's stream paired like the live recorder would, without the steps the
         dataset holds already: (the rest or None, how many were held)."""
         return backfill_episode(self._recorder_args, episode_id, length, states, actions,
                                 self.dataset.held_steps(episode_id))
 
     # ----- the dataset --------------------------------------------------------------------
-    def store(self, episodes: list[RecordedEpisode]) -> None:
+    def store(self, episodes: list[Episode]) -> None:
         """Append finished episodes durably; a failed write is retried with the next
         episode or after ``WRITE_RETRY_S``."""
         if not episodes and (not self.unsaved or time.monotonic() < self._retry_at):
@@ -102,7 +102,7 @@ class EpisodeRecording:
         pending, self.unsaved = [*self.unsaved, *episodes], []
         for i, episode in enumerate(pending):
             try:
-                dataset_id = self.dataset.append_episode(**episode.dataset_arrays())
+                dataset_id = self.dataset.append(episode)
                 self.max_episode_id = max(self.max_episode_id, int(episode.meta["episode_id"]))
             except OSError as exc:
                 self.write_failures += 1

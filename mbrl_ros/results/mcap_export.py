@@ -94,7 +94,8 @@ def export_dataset(dataset_dir: str | Path, out: str | Path, task: str | None = 
     episodes = read_episodes(dataset_dir, on_error=lambda p, e: summary.skipped.append(
         f"{p.name}: {e}"))
     summary.task = _task_from_run(dataset_dir) if task is None else task
-    layout = _layout(summary.task, episodes[0].state.shape[1]) if episodes else []
+    layout = (_layout(summary.task, next(iter(episodes.values())).state.shape[1]) if episodes
+              else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "xb") as f:
         writer = Ros2Writer(f, compression=COMPRESSIONS[compression])
@@ -103,15 +104,15 @@ def export_dataset(dataset_dir: str | Path, out: str | Path, task: str | None = 
         writer.add_metadata("mbrl_ros.dataset", {
             "source": str(dataset_dir.resolve()), "task": summary.task,
             "episodes": str(len(episodes)),
-            "transitions": str(sum(len(e) for e in episodes)),
+            "transitions": str(sum(len(e) for e in episodes.values())),
             "topics": json.dumps(TYPES)})
         n = 0
-        for episode in episodes:
+        for dataset_id, episode in episodes.items():
             meta = episode.meta
-            stream_id = int(meta.get("episode_id", episode.episode_id))
+            stream_id = int(meta.get("episode_id", dataset_id))
             writer.add_metadata("mbrl_ros.episode", {
-                "dataset_id": str(episode.episode_id),
-                "file": f"episode_{episode.episode_id:06d}.npz",
+                "dataset_id": str(dataset_id),
+                "file": f"episode_{dataset_id:06d}.npz",
                 "meta": json.dumps(meta, sort_keys=True)})
             stats = {"planner": str(meta.get("policy", "")),
                      "model_version": int(meta.get("model_version", 0))}

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from mbrl_ros.core.data.episode import Episode
 from mbrl_ros.core.data.storage import QUARANTINE_DIR, atomic_write, quarantine
 
 logger = logging.getLogger(__name__)
@@ -156,106 +157,15 @@ def _episode_name(episode_id: int) -> str:
     return f"episode_{episode_id:06d}.npz"
 
 
-@dataclass(frozen=True)
-class _Episode:
-    episode_id: int
-    state: np.ndarray
-    action: np.ndarray
-    next_state: np.ndarray
-    reward: np.ndarray
-    done: np.ndarray
-    time: np.ndarray
-    step: np.ndarray  # each transition's step in its episode: a gap is a skipped transition
-    meta: dict[str, Any]
-
-    def __len__(self) -> int:
-        return int(self.state.shape[0])
-
-
-def _validated_steps(step: ArrayLike | None, t: int) -> np.ndarray:
-    """Steps ``[T]`` as int64, >= 0 and strictly increasing (default ``0..T-1``)."""
-    if step is None:
-        return np.arange(t, dtype=np.int64)
-    raw = np.asarray(step)
-    if raw.shape != (t,):
-        raise ValueError(f"step must have shape ({t},), got {raw.shape}")
-    if raw.dtype.kind not in "iu":
-        raise ValueError(f"step must be integers, got {raw.dtype}")
-    steps = raw.astype(np.int64)
-    if t and (steps[0] < 0 or np.any(np.diff(steps) <= 0)):
-        raise ValueError("step must be >= 0 and strictly increasing")
-    return steps
-
-
-def _validated_episode(
-    episode_id: int,
-    state: ArrayLike,
-    action: ArrayLike,
-    next_state: ArrayLike,
-    reward: ArrayLike,
-    done: ArrayLike | None,
-    time: ArrayLike,
-    meta: Mapping[str, Any],
-    dims: tuple[int, int] | None,
-    step: ArrayLike | None = None,
-) -> _Episode:
-    """Convert to canonical dtypes and check shapes, finiteness and dims; ValueError if bad."""
-    arrays = {
-        "state": np.asarray(state, dtype=np.float32),
-        "action": np.asarray(action, dtype=np.float32),
-        "next_state": np.asarray(next_state, dtype=np.float32),
-        "reward": np.asarray(reward, dtype=np.float32),
-        "time": np.asarray(time, dtype=np.float64),
-    }
-    s, a = arrays["state"], arrays["action"]
-    if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
-        raise ValueError(f"state must be [T, S] with T, S >= 1, got shape {s.shape}")
-    t = s.shape[0]
-    done_arr = np.zeros(t, dtype=np.bool_) if done is None else np.asarray(done)
-    if done_arr.dtype != np.bool_:
-        if not np.isin(done_arr, (0, 1)).all():
-            raise ValueError("done must be boolean (or 0/1)")
-        done_arr = done_arr.astype(np.bool_)
-    if arrays["next_state"].shape != s.shape:
-        raise ValueError(f"next_state shape {arrays['next_state'].shape} != state shape {s.shape}")
-    if a.ndim != 2 or a.shape[0] != t or a.shape[1] < 1:
-        raise ValueError(f"action must be [{t}, A], got shape {a.shape}")
-    for name, arr in (("reward", arrays["reward"]), ("done", done_arr), ("time", arrays["time"])):
-        if arr.shape != (t,):
-            raise ValueError(f"{name} must have shape ({t},), got {arr.shape}")
-    for name, arr in arrays.items():
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains non-finite values")
-    if dims is not None and (s.shape[1], a.shape[1]) != dims:
-        raise ValueError(
-            f"episode dims (S={s.shape[1]}, A={a.shape[1]}) do not match the dataset's "
-            f"(S={dims[0]}, A={dims[1]})"
-        )
-    if not isinstance(meta, Mapping):
-        raise ValueError("episode meta must be a mapping")
-    meta = dict(meta)
-    try:
-        json.dumps(meta, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"episode meta is not JSON-serializable: {exc}") from exc
-    return _Episode(episode_id=episode_id, done=done_arr, step=_validated_steps(step, t),
-                    meta=meta, **arrays)
-
-
 def _stable_uniform(seed: int, episode_id: int) -> float:
     """Deterministic pseudo-random number in [0, 1) for (seed, episode id)."""
     digest = hashlib.sha256(f"{seed}:{episode_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") / 2.0**64
 
 
-#: A stored episode as read from its file (``read_episodes``); ``episode_id`` is the dataset's
-#: id (the file name's number), the stream's episode id is ``meta["episode_id"]``.
-StoredEpisode = _Episode
-
-
 def read_episodes(root: str | Path,
                   on_error: Callable[[Path, Exception], None] | None = None
-                  ) -> list[StoredEpisode]:
+                  ) -> dict[int, Episode]:
     """The complete episode files under ``root``, in id order, read without changing anything.
 
     Unlike opening an ``EpisodeDataset``, nothing is deleted or moved (no clean-up of
@@ -267,7 +177,7 @@ def read_episodes(root: str | Path,
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no dataset directory {root}")
-    episodes: list[StoredEpisode] = []
+    episodes: dict[int, Episode] = {}
     dims: tuple[int, int] | None = None
     for episode_id, path in sorted((int(m.group(1)), p) for p in root.iterdir()
                                    if p.is_file() and (m := _EPISODE_RE.match(p.name))):
@@ -280,15 +190,15 @@ def read_episodes(root: str | Path,
                 if "step" in npz.files:
                     arrays["step"] = npz["step"]
                 meta = json.loads(str(npz["meta"]))
-            episode = _validated_episode(episode_id, meta=meta, dims=dims, **arrays)
+            episode = Episode.checked(meta=meta, dims=dims, **arrays)
         except Exception as exc:  # whatever fails to read is reported and skipped
             if on_error is None:
                 logger.warning("skipping unreadable episode file %s: %s", path, exc)
             else:
                 on_error(path, exc)
             continue
-        dims = dims or (episode.state.shape[1], episode.action.shape[1])
-        episodes.append(episode)
+        dims = dims or episode.dims
+        episodes[episode_id] = episode
     return episodes
 
 
@@ -305,7 +215,7 @@ class EpisodeDataset:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._episodes: dict[int, _Episode] = {}
+        self._episodes: dict[int, Episode] = {}
         self._dims: tuple[int, int] | None = None
         self._next_id = 0
         self.quarantined: list[Path] = []  # files moved to quarantine/ by this instance
@@ -330,7 +240,7 @@ class EpisodeDataset:
         for episode_id, path in candidates:
             known_ids.append(episode_id)
             try:
-                episode = self._read_file(episode_id, path)
+                episode = self._read_file(path)
             except Exception as exc:  # whatever fails to read (zip, npy, json, checks) is untrusted
                 self._quarantine(path, exc)
                 continue
@@ -345,7 +255,7 @@ class EpisodeDataset:
             self.root,
         )
 
-    def _read_file(self, episode_id: int, path: Path) -> _Episode:
+    def _read_file(self, path: Path) -> Episode:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in (*_ARRAY_KEYS, "meta") if k not in npz.files]
             if missing:
@@ -354,7 +264,7 @@ class EpisodeDataset:
             if "step" in npz.files:  # files written before steps were stored have none
                 arrays["step"] = npz["step"]
             meta = json.loads(str(npz["meta"]))
-        return _validated_episode(episode_id, meta=meta, dims=self._dims, **arrays)
+        return Episode.checked(meta=meta, dims=self._dims, **arrays)
 
     def _quarantine(self, path: Path, reason: BaseException) -> None:
         target = quarantine(path, self.root)
@@ -383,28 +293,25 @@ class EpisodeDataset:
         lengths differ, values are non-finite or dims differ from the stored episodes.
         """
         with self._lock:
-            episode = _validated_episode(
-                self._next_id,
-                state,
-                action,
-                next_state,
-                reward,
-                done,
-                time,
-                {} if meta is None else meta,
-                self._dims,
-                step,
-            )
-            self._write_file(episode)
-            self._episodes[episode.episode_id] = episode
+            episode = Episode.checked(state, action, next_state, reward, time, done, meta,
+                                      step, dims=self._dims)
+            episode_id = self._next_id
+            self._write_file(episode_id, episode)
+            self._episodes[episode_id] = episode
             if self._dims is None:
-                self._dims = (episode.state.shape[1], episode.action.shape[1])
+                self._dims = episode.dims
             self._next_id += 1
-            return episode.episode_id
+            return episode_id
 
-    def _write_file(self, episode: _Episode) -> None:
-        final = self.root / _episode_name(episode.episode_id)
-        temp = self.root / f"{_TEMP_PREFIX}{episode.episode_id:06d}_{os.getpid()}"
+    def append(self, episode: Episode) -> int:
+        """:meth:`append_episode` of an :class:`Episode` (e.g. the recorder's)."""
+        return self.append_episode(episode.state, episode.action, episode.next_state,
+                                   episode.reward, episode.time, episode.done, episode.meta,
+                                   episode.step)
+
+    def _write_file(self, episode_id: int, episode: Episode) -> None:
+        final = self.root / _episode_name(episode_id)
+        temp = self.root / f"{_TEMP_PREFIX}{episode_id:06d}_{os.getpid()}"
         def write(f: BinaryIO) -> None:
             np.savez(f, state=episode.state, action=episode.action,
                      next_state=episode.next_state, reward=episode.reward, done=episode.done,
@@ -445,7 +352,7 @@ class EpisodeDataset:
             return {int(k) for e in self._episodes.values()
                     if e.meta.get("episode_id") == stream_episode_id for k in e.step}
 
-    def _get(self, episode_id: int) -> _Episode:
+    def _get(self, episode_id: int) -> Episode:
         try:
             return self._episodes[episode_id]
         except KeyError:
@@ -457,23 +364,19 @@ class EpisodeDataset:
         """Transitions of the given episodes (default all) in id order, as one batch."""
         with self._lock:
             ids = sorted(self._episodes) if episode_ids is None else list(episode_ids)
-            episodes = [self._get(i) for i in ids]
+            episodes = [(i, self._get(i)) for i in ids]
         if not episodes:
             raise ValueError("no episodes selected")
+        def joined(name: str) -> Tensor:
+            return torch.from_numpy(np.concatenate([getattr(e, name) for _, e in episodes])
+                                    ).to(device)
+
         return TransitionBatch(
-            state=torch.from_numpy(np.concatenate([e.state for e in episodes])).to(device),
-            action=torch.from_numpy(np.concatenate([e.action for e in episodes])).to(device),
-            next_state=torch.from_numpy(np.concatenate([e.next_state for e in episodes])).to(
-                device
-            ),
-            reward=torch.from_numpy(np.concatenate([e.reward for e in episodes])).to(device),
-            done=torch.from_numpy(np.concatenate([e.done for e in episodes])).to(device),
-            episode=torch.from_numpy(
-                np.concatenate([np.full(len(e), e.episode_id, dtype=np.int64) for e in episodes])
-            ).to(device),
-            step=torch.from_numpy(np.concatenate([e.step for e in episodes])).to(device),
-            time=torch.from_numpy(np.concatenate([e.time for e in episodes])).to(device),
-        )
+            state=joined("state"), action=joined("action"), next_state=joined("next_state"),
+            reward=joined("reward"), done=joined("done"),
+            episode=torch.from_numpy(np.concatenate(
+                [np.full(len(e), i, dtype=np.int64) for i, e in episodes])).to(device),
+            step=joined("step"), time=joined("time"))
 
     def split_ids(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
         """Episode ids for training and validation.

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from mbrl_ros.core.data.episode import Episode
 from mbrl_ros.core.tasks.base import Task
 from mbrl_ros.core.validation import finite_vector
 
@@ -55,43 +56,6 @@ def task_reward_fn(task: Task) -> RewardFn:
         return r.numpy().astype(np.float32), done.numpy().astype(np.bool_)
 
     return reward
-
-
-@dataclass(frozen=True)
-class RecordedEpisode:
-    """One finished (stretch of an) episode, ready for ``EpisodeDataset.append_episode``.
-
-    ``time`` is the stamp (s) of each transition's first state and ``step`` its step (a gap
-    is a transition left out for a missing state or action); ``done`` the task's
-    termination flag on the reached state (e.g. a dropped ball); ``meta`` holds the stream's
-    ``episode_id``, the step range, whether it was cut short, the policy that acted
-    (``PlannedAction.stats.planner``, most frequent) and its ``model_version``.
-    """
-
-    state: np.ndarray
-    action: np.ndarray
-    next_state: np.ndarray
-    reward: np.ndarray
-    done: np.ndarray
-    time: np.ndarray
-    step: np.ndarray
-    meta: dict[str, Any]
-
-    def __len__(self) -> int:
-        return int(self.state.shape[0])
-
-    def dataset_arrays(self) -> dict[str, Any]:
-        """Keyword arguments for :meth:`EpisodeDataset.append_episode`."""
-        return {
-            "state": self.state,
-            "action": self.action,
-            "next_state": self.next_state,
-            "reward": self.reward,
-            "time": self.time,
-            "done": self.done,
-            "step": self.step,
-            "meta": self.meta,
-        }
 
 
 @dataclass
@@ -158,7 +122,7 @@ class TransitionRecorder:
         self.counts: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ inputs
-    def set_episode_length(self, episode_id: int, length: int) -> list[RecordedEpisode]:
+    def set_episode_length(self, episode_id: int, length: int) -> list[Episode]:
         """Episode ``episode_id`` has states ``0..length`` (0: open-ended).
 
         Returns the episode when this completes it (its states up to ``length`` and their
@@ -189,7 +153,7 @@ class TransitionRecorder:
         state: npt.ArrayLike,
         stamp: float,
         goal: npt.ArrayLike | None = None,
-    ) -> list[RecordedEpisode]:
+    ) -> list[Episode]:
         """Record the state of ``(episode_id, step)`` stamped ``stamp`` (s) with its goal."""
         vector = finite_vector(state, self.state_dim, "state")
         goal_vec = finite_vector(np.zeros(0) if goal is None else goal, self.goal_dim, "goal")
@@ -197,7 +161,7 @@ class TransitionRecorder:
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
         self.counts["states"] += 1
-        finished: list[RecordedEpisode] = []
+        finished: list[Episode] = []
         current = self._open
         if current is None or current.episode_id != episode_id:
             closed = self._closed
@@ -251,7 +215,7 @@ class TransitionRecorder:
         action: npt.ArrayLike,
         policy: str = "",
         model_version: int = 0,
-    ) -> list[RecordedEpisode]:
+    ) -> list[Episode]:
         """Record the action applied at ``(episode_id, step)``; a newer one replaces it."""
         record = _Action(finite_vector(action, self.action_dim, "action"), str(policy),
                          int(model_version))
@@ -274,7 +238,7 @@ class TransitionRecorder:
         current.actions[step] = record
         return self._finish_if_ready(current)
 
-    def poll(self) -> list[RecordedEpisode]:
+    def poll(self) -> list[Episode]:
         """Finish a complete stretch whose missing actions are more than ``action_grace_s``
         late (they are left out)."""
         current = self._open
@@ -284,7 +248,7 @@ class TransitionRecorder:
             return []
         return self._advance(current)
 
-    def flush(self) -> list[RecordedEpisode]:
+    def flush(self) -> list[Episode]:
         """Finish whatever is open now (e.g. at shutdown), cut short."""
         return self._close("flushed")
 
@@ -312,14 +276,14 @@ class TransitionRecorder:
             if key[1] >= current.start:
                 current.actions[key[1]] = record
 
-    def _finish_if_ready(self, current: _Open) -> list[RecordedEpisode]:
+    def _finish_if_ready(self, current: _Open) -> list[Episode]:
         if current.complete_since is None:
             return []
         if any(k not in current.actions for k in range(current.start, self._end(current))):
             return []  # a missing action may still arrive (resent); poll() gives up later
         return self._advance(current)
 
-    def _advance(self, current: _Open) -> list[RecordedEpisode]:
+    def _advance(self, current: _Open) -> list[Episode]:
         """Store the complete stretch; an open-ended episode continues from its last state."""
         end = self._end(current)
         finished = self._episode(current, end, "complete")
@@ -334,7 +298,7 @@ class TransitionRecorder:
             self._open = nxt
         return finished
 
-    def _close(self, reason: str) -> list[RecordedEpisode]:
+    def _close(self, reason: str) -> list[Episode]:
         current = self._open
         if current is None:
             return []
@@ -346,7 +310,7 @@ class TransitionRecorder:
             reason = "complete"  # all states are in, only actions were still missing
         return self._episode(current, max(current.states), reason)
 
-    def _episode(self, current: _Open, end: int, reason: str) -> list[RecordedEpisode]:
+    def _episode(self, current: _Open, end: int, reason: str) -> list[Episode]:
         """Transitions ``start .. end - 1`` whose two states and action are all present."""
         steps = range(current.start, end)
         usable = [k for k in steps if k in current.states and k + 1 in current.states
@@ -388,7 +352,7 @@ class TransitionRecorder:
         self.counts["transitions"] += len(usable)
         if reason != "complete":
             self.counts["cut_short_episodes"] += 1
-        return [RecordedEpisode(
+        return [Episode(
             state=state, action=action, next_state=next_state,
             reward=np.asarray(reward, dtype=np.float32).reshape(-1),
             done=np.asarray(done, dtype=np.bool_).reshape(-1),
@@ -423,7 +387,7 @@ def backfill_episode(
     states: Iterable[StreamState],
     actions: Iterable[StreamAction],
     held: set[int],
-) -> tuple[RecordedEpisode | None, int]:
+) -> tuple[Episode | None, int]:
     """Pair a whole episode's stream exactly like the live recorder would, then drop the
     transitions whose steps are ``held`` already. Returns the rest as one episode (None when
     nothing is new; meta ``end`` "backfilled") and how many transitions were held.
@@ -435,7 +399,7 @@ def backfill_episode(
     recorder.set_episode_length(episode_id, length)
     for a in actions:  # kept until the episode's first state claims them
         recorder.add_action(episode_id, a.step, a.vector, a.policy, a.model_version)
-    finished: list[RecordedEpisode] = []
+    finished: list[Episode] = []
     for s in sorted(states, key=lambda s: (s.step, s.stamp)):
         finished += recorder.add_state(episode_id, s.step, s.vector, s.stamp, s.goal)
     finished += recorder.flush()
