@@ -9,11 +9,12 @@ the wall clock), ``state_estimator``, ``dynamics_trainer`` and ``mpc_planner`` (
 the estimator's open-ended episode 0 (``act_without_schedule``). Its model comes the way it
 does in the stack: the bench first writes a dataset of PDDM-style random rollouts (30 steps,
 random joint velocities held 2 steps) from the simulator module into the trainer's
-``dataset_dir``, calls the trainer's ``~/train`` and the trainer publishes the model on
-``model_update``. During every measurement window ``~/train`` is called again as soon as
-the previous job ends (40 epochs, 1 torch thread at nice 10 as configured), so one core is
-busy training and each accepted job sends the planner a new model (the sanity bound is
-lifted so every job is published, as in online learning).
+``dataset_dir``, sends a goal to the trainer's ``~/train`` action and the trainer publishes
+the model on ``model_update``. During every measurement window the next goal goes out as
+soon as the previous goal's result arrives, i.e. its job has ended (40 epochs, 1 torch
+thread at nice 10 as configured), so one core is busy training and each accepted job
+sends the planner a new model (the sanity bound is lifted so every job is published, as in
+online learning).
 
 Configurations, switched at run time through the planner's parameters: 10 Hz with PDDM's
 N=700 (>= 600 ticks), 30 Hz with N=700 and 30 Hz with N=200 (>= 1000 ticks each). What runs
@@ -255,14 +256,16 @@ class Received:
 
 class Probe:
     """The bench's ROS node: subscribes to the planner's outputs and the estimator's states
-    (single-threaded executor in a thread), calls the trainer and planner services."""
+    (single-threaded executor in a thread), sends the trainer's ``~/train`` goals, calls the
+    planner's services."""
 
     def __init__(self) -> None:
         from rcl_interfaces.srv import SetParameters
+        from rclpy.action import ActionClient
         from std_msgs.msg import Float64, Float64MultiArray
 
+        from mbrl_ros.action import TrainModel
         from mbrl_ros.msg import PlannedAction, TaskState, TrainingMetrics
-        from mbrl_ros.srv import TrainModel
 
         self.lock = threading.Lock()
         self.rx = Received()
@@ -274,7 +277,7 @@ class Probe:
         node.create_subscription(Float64, f"{NS}/mpc_planner/latency_ms", self._on_latency, 50)
         node.create_subscription(TrainingMetrics, f"{NS}/dynamics_trainer/metrics",
                                  self._on_metrics, 10)
-        self.train_client = node.create_client(TrainModel, f"{NS}/dynamics_trainer/train")
+        self.train_client = ActionClient(node, TrainModel, f"{NS}/dynamics_trainer/train")
         self.param_client = node.create_client(SetParameters,
                                                f"{NS}/mpc_planner/set_parameters")
         self._ros.start()
@@ -358,7 +361,8 @@ class Probe:
 
 
 class TrainingLoad:
-    """Calls the trainer's ``~/train`` again as soon as its previous job has ended."""
+    """Sends the trainer's ``~/train`` action its next goal as soon as the previous goal's
+    result has arrived (its job has ended)."""
 
     def __init__(self, probe: Probe) -> None:
         self.probe = probe
@@ -374,22 +378,38 @@ class TrainingLoad:
         self._stop.set()
         self._thread.join(timeout=10.0)
 
-    def _run(self) -> None:
-        from mbrl_ros.srv import TrainModel
+    def _wait(self, done: Callable[[], bool], timeout: float, what: str | None) -> bool:
+        """Wait until ``done`` (True) or a stop (False). After ``timeout``: TimeoutError
+        naming ``what``, or False when ``what`` is None."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if self._stop.is_set():
+                return False
+            if time.monotonic() > deadline:
+                if what is None:
+                    return False
+                raise TimeoutError(f"no {what} within {timeout:.0f} s")
+            self._stop.wait(0.02)
+        return True
 
+    def _run(self) -> None:
+        from mbrl_ros.action import TrainModel
+
+        client = self.probe.train_client
         try:
+            if not self._wait(client.server_is_ready, 60, "dynamics_trainer/train action"):
+                return
             while not self._stop.is_set():
-                done = self.probe.count(lambda rx: len(rx.jobs_done))
-                res = self.probe.call(self.probe.train_client, TrainModel.Request(), 30,
-                                      "dynamics_trainer/train")
-                if not res.accepted:  # the previous job is still finishing
+                sent = client.send_goal_async(TrainModel.Goal())
+                if not self._wait(sent.done, 30, "answer to a dynamics_trainer/train goal"):
+                    return
+                handle = sent.result()
+                if not handle.accepted:  # the previous job is still finishing
                     self._stop.wait(0.1)
                     continue
                 self.started.append(time.monotonic())
-                deadline = time.monotonic() + 300
-                while (not self._stop.is_set() and time.monotonic() < deadline
-                       and self.probe.count(lambda rx: len(rx.jobs_done)) <= done):
-                    self._stop.wait(0.02)
+                # then the next goal (a job that outlasts 300 s: it is refused until the end)
+                self._wait(handle.get_result_async().done, 300, None)
         except BaseException as exc:  # reported by the main thread
             self.error = exc
 

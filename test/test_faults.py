@@ -148,11 +148,13 @@ class Watch:
     def __post_init__(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from rcl_interfaces.srv import SetParameters
+        from rclpy.action import ActionClient
         from std_msgs.msg import Float64
 
+        from mbrl_ros.action import TrainModel
         from mbrl_ros.msg import ModelUpdate, PlannedAction, TaskState, TrainingMetrics
         from mbrl_ros.nodes.conversions import LATCHED_QOS
-        from mbrl_ros.srv import GetStatus, ResetEpisode, TrainModel
+        from mbrl_ros.srv import GetStatus, ResetEpisode
 
         n = self.node
         n.create_subscription(PlannedAction, f"/{NS}/planned_action", self._on_action, 200)
@@ -173,7 +175,7 @@ class Watch:
             "diverging": n.create_client(SetParameters,
                                          f"/{NS}/diverging_trainer/set_parameters"),
         }
-        self.train = n.create_client(TrainModel, f"/{NS}/diverging_trainer/train")
+        self.train = ActionClient(n, TrainModel, f"/{NS}/diverging_trainer/train")
         self.reset = n.create_client(ResetEpisode, f"/{NS}/reset_episode")
 
     # ----- callbacks ------------------------------------------------------------------------
@@ -230,6 +232,12 @@ class Watch:
     def call(self, client, request, what: str):
         wait_for(lambda: client.wait_for_service(timeout_sec=0.1), 60, what)
         future = client.call_async(request)
+        return wait_for(lambda: future.done() and future.result(), 30, what)
+
+    def send_goal(self, client, goal, what: str):
+        """An action ``client``'s goal handle for ``goal`` (``accepted``: not refused)."""
+        wait_for(client.server_is_ready, 60, what)
+        future = client.send_goal_async(goal)
         return wait_for(lambda: future.done() and future.result(), 30, what)
 
     def status(self, which: str):
@@ -586,9 +594,9 @@ def _publish_episode(pubs, episode: int, states: np.ndarray, actions: np.ndarray
 
 
 def test_5_a_diverging_trainer_never_reaches_the_planner(stack):
+    from mbrl_ros.action import TrainModel
     from mbrl_ros.msg import GoalSchedule, PlannedAction, TaskState
     from mbrl_ros.nodes.conversions import LATCHED_QOS
-    from mbrl_ros.srv import TrainModel
 
     w = stack.watch
     planner_version = w.status("planner").model_version
@@ -618,8 +626,8 @@ def test_5_a_diverging_trainer_never_reaches_the_planner(stack):
 
         def train(what: str):
             seen = len(w.metrics)
-            res = w.call(w.train, TrainModel.Request(from_scratch=True), what)
-            assert res.accepted, res.message
+            goal = w.send_goal(w.train, TrainModel.Goal(from_scratch=True), what)
+            assert goal.accepted, w.values("diverging")["train_refusal"]
             wait_for(lambda: len(w.metrics) > seen, 60, f"the metrics of {what}")
             wait_for(lambda: w.status("diverging").state == "idle", 30, "the job to end")
             return w.metrics[-1][1], w.values("diverging")

@@ -43,11 +43,13 @@ class TrainerClient:
     def __init__(self, node) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from rcl_interfaces.srv import SetParameters
+        from rclpy.action import ActionClient
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from std_msgs.msg import Float64
 
+        from mbrl_ros.action import TrainModel
         from mbrl_ros.msg import GoalSchedule, PlannedAction, TaskState, TrainingMetrics
-        from mbrl_ros.srv import GetStatus, TrainModel
+        from mbrl_ros.srv import GetStatus
 
         self.node = node
         self.lock = threading.Lock()
@@ -68,7 +70,7 @@ class TrainerClient:
                                  lambda m: self.val_loss.append(m.data), 50)
         node.create_subscription(DiagnosticArray, "/diagnostics",
                                  self._keep(self.diagnostics), 50)
-        self.train_cli = node.create_client(TrainModel, f"{NODE}/train")
+        self.train_client = ActionClient(node, TrainModel, f"{NODE}/train")
         self.status_cli = node.create_client(GetStatus, f"{NODE}/get_status")
         self.param_cli = node.create_client(SetParameters, f"{NODE}/set_parameters")
         self.wait_ready()
@@ -89,6 +91,7 @@ class TrainerClient:
 
     def wait_ready(self) -> None:
         wait_for(lambda: self.status_cli.wait_for_service(timeout_sec=0.1), 60, "the trainer")
+        wait_for(self.train_client.server_is_ready, 30, "the trainer's train action")
         for pub in (self.states, self.actions, self.schedules):
             wait_for(lambda p=pub: p.get_subscription_count() > 0, 20, "trainer subscriptions")
 
@@ -108,10 +111,22 @@ class TrainerClient:
         return int(self.values().get(key, 0))
 
     def train(self, epochs: int = 0):
-        from mbrl_ros.srv import TrainModel
+        """The trainer's answer to a ``~/train`` goal: its goal handle (``accepted``)."""
+        from mbrl_ros.action import TrainModel
 
-        return self.call(self.train_cli, TrainModel.Request(from_scratch=True, epochs=epochs),
-                         "the train response")
+        future = self.train_client.send_goal_async(
+            TrainModel.Goal(from_scratch=True, epochs=epochs))
+        return wait_for(lambda: future.done() and future.result(), 30, "the goal response")
+
+    def result(self, goal, timeout: float = 120):
+        """An accepted goal's typed result (its job has ended)."""
+        future = goal.get_result_async()
+        return wait_for(lambda: future.done() and future.result(), timeout,
+                        "the goal's result").result
+
+    def refusal(self) -> str:
+        """Why the newest goal was refused (a rejected goal carries no reason)."""
+        return self.values()["train_refusal"]
 
     def set_param(self, name: str, value) -> None:
         from rcl_interfaces.srv import SetParameters
@@ -282,10 +297,11 @@ def test_train_returns_at_once_and_publishes_versions_1_then_2(trainer):
 
     client = trainer["client"]
     res = client.train(epochs=1500)  # long enough to be seen running
-    assert res.accepted and res.job_id == 1, res.message
+    assert res.accepted, client.refusal()
+    assert client.values()["job_id"] == "1"
     busy = client.train()
     status = client.status()  # served while training
-    assert not busy.accepted and "running" in busy.message
+    assert not busy.accepted and "running" in client.refusal()
     assert status.state == "training"
     assert 10 in _nice_values(trainer["proc"].pid), "no thread runs at niceness 10"
     wait_for(lambda: client.models, 120, "model version 1")
@@ -298,6 +314,8 @@ def test_train_returns_at_once_and_publishes_versions_1_then_2(trainer):
     assert list(first.state_fields) == list(trainer["stream"].task.layout.names)
     assert meta["version"] == 1 and first.metrics.accepted and first.metrics.epochs == 1500
     assert len(first.metrics.val_multi_step_mse) == 3
+    result = client.result(res)  # the goal's typed result: its job, the same model
+    assert result.job_id == 1 and result.accepted and result.model_version == 1
 
     wait_for(lambda: client.status().state == "idle", 30, "the job to end")
     assert client.train().accepted

@@ -8,9 +8,6 @@ sends feedback, and the job's end the typed result: SUCCEEDED when the job ran t
 (``accepted`` says whether the model validated and was published), CANCELED when a cancel
 stopped it (no model published), ABORTED when it could not start.
 
-The old one-shot ``~/train`` service (``TrainModel.srv``: starts a job and returns) is
-served here too, with the same checks, for bench/bench_control.py until it uses the action.
-
 The goal stays ACCEPTED while its job runs and its execute callback runs once the job has
 ended: the node spins a single-threaded executor, which would block on a waiting execute
 callback, or spin without pause on an awaiting coroutine.
@@ -32,7 +29,6 @@ from mbrl_ros.action import TrainModel
 from mbrl_ros.msg import TrainingMetrics
 from mbrl_ros.nodes.trainer_jobs import TrainingJobs
 from mbrl_ros.nodes.trainer_messages import training_metrics_message
-from mbrl_ros.srv import TrainModel as TrainModelService
 
 
 @dataclass
@@ -57,13 +53,12 @@ class TrainAction:
             node, TrainModel, "~/train", execute_callback=self._execute,
             goal_callback=self._on_goal, handle_accepted_callback=self._on_accepted,
             cancel_callback=self._on_cancel, callback_group=group)
-        node.create_service(TrainModelService, "~/train", self._on_service, callback_group=group)
 
     @staticmethod
-    def _describe(goal: TrainModel.Goal | TrainModelService.Request) -> str:
+    def _describe(goal: TrainModel.Goal) -> str:
         return f"train request (from_scratch={goal.from_scratch}, epochs={goal.epochs})"
 
-    def _refuse(self, goal: TrainModel.Goal | TrainModelService.Request, reason: str) -> None:
+    def _refuse(self, goal: TrainModel.Goal, reason: str) -> None:
         self.refusal = reason
         self._problem("train_request", f"{self._describe(goal)} refused: {reason}")
 
@@ -90,15 +85,6 @@ class TrainAction:
         result = TrainModel.Result(model_version=current.version if current else 0,
                                    message=message)
         self._end(_Goal(handle, result, "abort"))
-
-    def _on_service(self, req: TrainModelService.Request, res: TrainModelService.Response):
-        res.accepted, res.job_id, res.message = self.jobs.submit(self._params(), req.epochs,
-                                                                 req.from_scratch)
-        if res.accepted:
-            self.log.info(f"{self._describe(req)} accepted: {res.message}")
-        else:
-            self._refuse(req, res.message)
-        return res
 
     def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
         with self._lock:
@@ -134,7 +120,7 @@ class TrainAction:
                 metrics: TrainingMetrics) -> None:
         with self._lock:
             goal = self._goals.pop(job_id, None)
-        if goal is None:  # a job of the old TrainModel service
+        if goal is None:  # none expected: a goal is registered before its job can report
             return
         current = self.jobs.current  # not accepted: the model it had, 0: none
         version = (metrics.model_version if metrics.accepted

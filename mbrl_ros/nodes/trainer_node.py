@@ -13,9 +13,7 @@ job thread lowers its own priority (``niceness``) and caps torch's threads
 that validates (finite, z-scored validation MSE within ``max_val_loss``) gets the next
 version, is checkpointed and published on ``model_update`` (reliable, transient local:
 a planner that starts late still gets it). Every job that is not cancelled ends with
-``~/metrics`` and the numeric topics, accepted or not. The old one-shot ``~/train``
-service (TrainModel.srv) still starts a job for bench/bench_control.py, until it uses the
-action.
+``~/metrics`` and the numeric topics, accepted or not.
 """
 
 from __future__ import annotations

@@ -30,8 +30,15 @@ def spinning_node(name: str) -> Iterator:
     try:
         yield node
     finally:
+        from rclpy.action import ActionClient, ActionServer
+
         executor.shutdown()
         thread.join(timeout=5)  # the spin thread must be gone before the node is destroyed
+        # destroy_node leaves action clients and servers, and their handles keep the node
+        # (and the process's DDS participant) alive: later tests' `ros2 node list` saw it.
+        for waitable in list(node.waitables):
+            if isinstance(waitable, (ActionClient, ActionServer)):
+                waitable.destroy()
         node.destroy_node()
         rclpy.shutdown(context=context)
 
