@@ -47,8 +47,13 @@ $(STAMPS)/venv: $(STAMPS)/apt $(REQS) requirements/constraints.txt
 	bash scripts/setup/fix_ros_wheel_cmake.sh $(VENV)
 	@touch $@
 
-$(STAMPS)/install: $(STAMPS)/venv $(PKG_SOURCES)
+# The interface directories are prerequisites too: removing a .msg/.srv/.action changes the
+# directory, and then the generated code of the old set is cleared (a stale build links it).
+$(STAMPS)/install: $(STAMPS)/venv $(PKG_SOURCES) msg srv $(wildcard action)
 	@echo "building mbrl_ros into $(VENV)"
+	@mkdir -p $(BUILD); ls msg srv action 2>/dev/null > $(BUILD)/interfaces.new; \
+	    cmp -s $(BUILD)/interfaces.new $(BUILD)/interfaces.list \
+	    || { rm -rf $(BUILD)/cmake; mv $(BUILD)/interfaces.new $(BUILD)/interfaces.list; }
 	@$(ROS_ENV) cmake -S . -B $(BUILD)/cmake -DCMAKE_INSTALL_PREFIX=$(VENV) \
 	    -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(VPY) \
 	    > $(BUILD)/cmake-configure.log || { cat $(BUILD)/cmake-configure.log; exit 1; }
