@@ -755,9 +755,9 @@ class TestTrainer:
         cancelled = result.result().result
         assert cancelled.job_id == job_id and not cancelled.accepted
         assert cancelled.model_version == 2 and "cancelled" in cancelled.message
-        assert watch.status().state == "idle" and watch.status().model_version == 2
-        time.sleep(1.0)
-        assert len(client.models) == models, "a cancelled job published a model"
+        # the result goes out as the job stops; its thread ends right after
+        wait_for(lambda: watch.status().state == "idle", 30, "the cancelled job's thread to end")
+        assert watch.status().model_version == 2
 
         # a job run to its end: the typed result, and the model it published
         short = client.send_goal(epochs=3)
@@ -773,8 +773,11 @@ class TestTrainer:
         if done.accepted:  # the next version after the newest file (5, quarantined)
             assert done.model_version == 6
             wait_for(lambda: client.models[-1].version == 6, 20, "the new model")
+            # one model since the cancel: the cancelled job published none
+            assert len(client.models) == models + 1, "a cancelled job published a model"
         else:
             assert done.model_version == 2
+            assert len(client.models) == models, "a cancelled job published a model"
         assert client.send_goal(epochs=1_000_000).accepted  # runs until the node stops
 
     def test_every_rejection_left_a_log_line(self, trainer):
