@@ -381,7 +381,7 @@ def test_a_new_task_is_one_class_and_one_registry_line(monkeypatch):
             self.tolerance = tolerance
 
         @classmethod
-        def from_settings(cls, settings, episode_length=None):
+        def from_settings(cls, settings, episode_length=None, robot=None):
             extra = {} if episode_length is None else {"episode_length": episode_length}
             return cls(settings.tolerance, **extra)
 

@@ -78,3 +78,42 @@ def test_an_unreadable_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="not a YAML mapping"):
         load_robot(tmp_path / "list.yaml")
     assert dataclasses.is_dataclass(load_robot())
+
+
+def test_baoding_places_its_targets_with_the_robots_wrist_chain(tmp_path):
+    """The task reads the palm kinematics from the robot file the stack is given: a hand
+    mounted 5 cm further along world x moves every target by those 5 cm."""
+    import torch
+
+    from mbrl_ros.core.tasks.from_values import stack_task
+
+    data = yaml.safe_load(DEFAULT_ROBOT_FILE.read_text())
+    data["name"] = "shifted_hand"
+    data["wrist_chain"]["mount_pos"] = [0.05, -0.54, 0.19]
+    path = tmp_path / "shifted.yaml"
+    path.write_text(yaml.safe_dump(data))
+    built_in, shifted = stack_task("baoding"), stack_task("baoding", values={"robot": str(path)})
+    assert built_in.wrist_chain == ADROIT_WRIST_CHAIN
+    assert shifted.wrist_chain.mount_pos == (0.05, -0.54, 0.19)
+    state = torch.zeros(3, built_in.state_dim, dtype=torch.float64)
+    state[:, :2] = torch.tensor([[0.0, 0.0], [0.2, -0.3], [-0.4, 0.5]])
+    goals = built_in.episode_goals(0, 3).double()
+    moved = shifted.target_world_xy(state, goals) - built_in.target_world_xy(state, goals)
+    torch.testing.assert_close(moved[..., 0], torch.full_like(moved[..., 0], 0.05))
+    torch.testing.assert_close(moved[..., 1], torch.zeros_like(moved[..., 1]))
+
+
+def test_baoding_refuses_a_robot_it_cannot_use(tmp_path):
+    from mbrl_ros.core.tasks.from_values import stack_task
+
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(toy()))
+    with pytest.raises(ValueError, match="24-joint hand"):
+        stack_task("baoding", values={"robot": str(path)})
+    data = yaml.safe_load(DEFAULT_ROBOT_FILE.read_text())
+    del data["wrist_chain"]
+    path = tmp_path / "no_wrist.yaml"  # another file: a loaded robot file is cached by path
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="no wrist_chain"):
+        stack_task("baoding", values={"robot": str(path)})
+    assert stack_task("cube", values={"robot": str(path)}).name == "cube"

@@ -62,9 +62,6 @@ KALMAN = [
 ]
 PARAMS = [
     *TASK_PARAMS,
-    Param("robot", "", "robot description YAML (joints, object origins; see "
-          "mbrl_ros/robots/adroit_hand.yaml); empty: the built-in Adroit ShadowHand",
-          read_only=True),
     Param("joints", list(DEFAULT_ROBOT.joints), "names of the state's joints in the task's "
           "order (the robot's; PDDM's actuator order), as they appear in joint_states",
           read_only=True),

@@ -84,9 +84,6 @@ PARAMS = [
     Param("seed", 0, "seed of the planner's sampling and of the exploration (per episode: "
           "with the episode id)", 0, 2**31 - 1, read_only=True),
     Param("frame_id", "world", "frame of planned_action and plan markers", read_only=True),
-    Param("robot", "", "robot description YAML (joints, command limits, each task's pose and "
-          "action scale; see mbrl_ros/robots/adroit_hand.yaml); empty: the built-in Adroit "
-          "ShadowHand", read_only=True),
     Param("joints", list(load_robot().joints), "joint order of joint_commands and "
           "planned_action: a permutation of the robot's joints", read_only=True),
     _ListParam("action_map.mid", [], "action 0 pose (rad, joints order); empty: the robot's "

@@ -28,6 +28,10 @@ TASK_PARAMS = [
     Param("episode_length", TASK_DEFAULTS["episode_length"], "control steps (actions) per "
           "episode; 0 = the task's own (PDDM: Baoding 100, cube 70)", 0, 100000,
           read_only=True),
+    Param("robot", TASK_DEFAULTS["robot"], "robot description YAML (joints, command limits, "
+          "each task's pose and action scale, object origins, the wrist chain that places "
+          "Baoding's palm targets; see mbrl_ros/robots/adroit_hand.yaml); empty: the built-in "
+          "Adroit ShadowHand. Every node reads it: set it once under /**", read_only=True),
     Param("end_at_drop", TASK_DEFAULTS["end_at_drop"], "a dropped object ends the episode "
           "at that state (PDDM): the planner sends no command for it, the experiment manager "
           "shortens the schedule", read_only=True),

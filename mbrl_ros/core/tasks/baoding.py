@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -22,6 +22,9 @@ from torch import Tensor
 from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
 from mbrl_ros.core.tasks.palm_kinematics import ADROIT_WRIST_CHAIN, WristChain
 from mbrl_ros.core.validation import check_last_dim, check_positive
+
+if TYPE_CHECKING:
+    from mbrl_ros.core.robot.spec import RobotSpec
 
 NUM_JOINTS = 24
 
@@ -156,11 +159,22 @@ class BaodingTask(Task):
                        TrackedObject("ball2", "ball2_pos", "ball2_vel"))
 
     @classmethod
-    def from_settings(cls, settings: BaodingSettings, episode_length: int | None = None
-                      ) -> BaodingTask:
+    def from_settings(cls, settings: BaodingSettings, episode_length: int | None = None,
+                      robot: RobotSpec | None = None) -> BaodingTask:
+        """The task from its settings on ``robot``: its ``wrist_chain`` places the palm (the
+        targets' frame); None: the built-in Adroit hand."""
         if int(settings.direction) not in (-1, 1):
             raise ValueError("baoding.direction must be +1 or -1")
-        extra = {} if episode_length is None else {"episode_length": int(episode_length)}
+        extra: dict[str, Any] = ({} if episode_length is None
+                                 else {"episode_length": int(episode_length)})
+        if robot is not None:
+            if len(robot.joints) != NUM_JOINTS:
+                raise ValueError(f"baoding needs a {NUM_JOINTS}-joint hand; robot "
+                                 f"{robot.name!r} has {len(robot.joints)} joints")
+            if robot.wrist_chain is None:
+                raise ValueError(f"robot {robot.name!r} has no wrist_chain: Baoding's "
+                                 "targets are on the palm")
+            extra["wrist_chain"] = WristChain.from_mapping(robot.wrist_chain)
         return cls(frame=str(settings.target_frame),
                    centre=_pair("target_centre", settings.target_centre),
                    radii=_pair("target_radii", settings.target_radii),

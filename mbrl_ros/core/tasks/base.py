@@ -19,12 +19,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import Field, dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from mbrl_ros.core.validation import check_finite, check_last_dim
+
+if TYPE_CHECKING:
+    from mbrl_ros.core.robot.spec import RobotSpec
 
 
 @dataclass(frozen=True)
@@ -170,9 +173,12 @@ class Task(ABC):
     tracked_objects: ClassVar[tuple[TrackedObject, ...]] = ()
 
     @classmethod
-    def from_settings(cls, settings: Any, episode_length: int | None = None) -> Task:
-        """The task for a ``settings_type`` instance (``episode_length`` None: its own)."""
-        del settings
+    def from_settings(cls, settings: Any, episode_length: int | None = None,
+                      robot: RobotSpec | None = None) -> Task:
+        """The task for a ``settings_type`` instance (``episode_length`` None: its own) on
+        ``robot`` (None: the built-in hand; a task reads from it what it needs, e.g.
+        Baoding the wrist chain that places its palm-attached targets)."""
+        del settings, robot
         return cls() if episode_length is None else cls(episode_length=episode_length)
 
     @property

@@ -20,12 +20,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
 from mbrl_ros.core.validation import check_last_dim, check_positive
+
+if TYPE_CHECKING:
+    from mbrl_ros.core.robot.spec import RobotSpec
 
 NUM_JOINTS = 24
 
@@ -90,8 +94,9 @@ class CubeTask(Task):
                                      "cube_angvel"),)
 
     @classmethod
-    def from_settings(cls, settings: CubeSettings, episode_length: int | None = None
-                      ) -> CubeTask:
+    def from_settings(cls, settings: CubeSettings, episode_length: int | None = None,
+                      robot: RobotSpec | None = None) -> CubeTask:
+        del robot  # the cube's origin on the robot is the estimator's (robot.object_origins)
         extra = {} if episode_length is None else {"episode_length": int(episode_length)}
         return cls(goal=str(settings.goal), drop_height=float(settings.drop_height), **extra)
 

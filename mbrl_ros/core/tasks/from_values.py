@@ -17,13 +17,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.core.tasks import TASKS, Task
 from mbrl_ros.core.tasks.base import SettingSpec, setting_specs
 
 TASK_NAMES = tuple(TASKS)
 
 #: The settings every task shares (the nodes read ``end_at_drop`` themselves).
-COMMON_DEFAULTS: dict[str, Any] = {"task": "baoding", "episode_length": 0, "end_at_drop": True}
+COMMON_DEFAULTS: dict[str, Any] = {"task": "baoding", "episode_length": 0, "end_at_drop": True,
+                                   "robot": ""}
 
 
 def task_settings() -> dict[str, tuple[str, SettingSpec]]:
@@ -47,17 +49,19 @@ TASK_DEFAULTS: dict[str, Any] = task_defaults()
 
 
 def task_from_values(values: Mapping[str, Any]) -> Task:
-    """Build the task named by ``values["task"]`` from ``TASK_DEFAULTS``-style values."""
+    """Build the task named by ``values["task"]`` from ``TASK_DEFAULTS``-style values, on
+    the robot file ``values["robot"]`` ("" or absent: the built-in hand)."""
     name = values["task"]
     if name not in TASKS:
         raise ValueError(f"task must be one of {tuple(TASKS)}, got {name!r}")
     cls = TASKS[name]
     length = int(values.get("episode_length", 0) or 0) or None
+    robot = load_robot(values.get("robot") or "")
     if cls.settings_type is None:
-        return cls.from_settings(None, length)
+        return cls.from_settings(None, length, robot=robot)
     given = {spec.name: values[f"{name}.{spec.name}"]
              for spec in setting_specs(cls.settings_type) if f"{name}.{spec.name}" in values}
-    return cls.from_settings(cls.settings_type(**given), length)
+    return cls.from_settings(cls.settings_type(**given), length, robot=robot)
 
 
 def stack_task(task: str, episode_length: int | None = None,

@@ -13,7 +13,9 @@ x, wrist 0.396 m up the forearm, palm 0.034 m past the wrist), which
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -61,6 +63,15 @@ class WristChain:
                 raise ValueError(f"{name} must be a unit 3-vector, got {axis}")
         if len(self.joint_indices) != 2 or min(self.joint_indices) < 0:
             raise ValueError(f"joint_indices must be two indices >= 0, got {self.joint_indices}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> WristChain:
+        """From a robot file's ``wrist_chain`` (lists become tuples); ValueError if bad."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"wrist_chain: unknown keys {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list | tuple) else v
+                      for k, v in values.items()})
 
     def palm_pose(self, wrist_angles: Tensor) -> tuple[Tensor, Tensor]:
         """Palm origin ``[..., 3]`` and orientation ``[..., 3, 3]`` in the world.
