@@ -75,23 +75,26 @@ def transitions_before(run: Path, iteration: int) -> int:
     return int(rows[-1]["transitions"]) if rows else 0
 
 
-def perfect_score(runs: Path) -> float | None:
-    """The perfect-model Baoding score: from its runs in ``runs``, else the bound that
-    ``bench/results/learning.json`` recorded (run folders are not in the repository)."""
-    rows = [r for p in sorted(runs.glob("baoding_mppi_true_seed*/metrics.csv"))
+def perfect_bound(runs: Path, task: str = "baoding") -> dict[str, float] | None:
+    """The perfect-model ``score`` and ``tracking_error`` of ``task``: from its runs in
+    ``runs``, else the bound ``bench/results/learning.json`` recorded (run folders are not in
+    the repository)."""
+    rows = [r for p in sorted(runs.glob(f"{task}_mppi_true_seed*/metrics.csv"))
             for r in read_metrics(p) if r["policy"] == "mpc"]
     if rows:
-        return float(np.mean([r["score"] for r in rows]))
+        return {k: float(np.mean([r[k] for r in rows])) for k in ("score", "tracking_error")}
     recorded = benchlib.RESULTS / "learning.json"
     if recorded.exists():
-        block = json.loads(recorded.read_text()).get("summary", {}).get("baoding", {})
-        return (block.get("perfect_model") or {}).get("score")
+        block = json.loads(recorded.read_text()).get("summary", {}).get(task, {})
+        bound = block.get("perfect_model") or {}
+        if "score" in bound:
+            return {"score": bound["score"], "tracking_error": bound.get("tracking_error")}
     return None
 
 
 def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int
              ) -> dict[str, Any]:
-    values = planner_values(RunSpec(task="baoding", planner_overrides=overrides))
+    values = planner_values(RunSpec(task=env.task.name, planner_overrides=overrides))
     settings = planner_settings(values)
     model, _ = load_model(path)
     model.set_inference_dtype(INFERENCE_DTYPES[dtype])
@@ -110,9 +113,9 @@ def evaluation_panels(axes: Any, perfect_tracking_error: float | None) -> None:
     """Titles of the three evaluation panels (error, drops, successes) and the perfect
     model's tracking error as a line in the first."""
     if perfect_tracking_error is not None:
-        axes[0].axhline(100 * perfect_tracking_error, color="k", ls="--",
+        axes[0].axhline(perfect_tracking_error, color="k", ls="--",
                         label="perfect model")
-    for ax, title in zip(axes, ("tracking error (cm)", "drop rate", "success rate"),
+    for ax, title in zip(axes, ("tracking error (m or rad)", "drop rate", "success rate"),
                          strict=True):
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -130,7 +133,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if not pts:
             continue
         x = [p[0] for p in pts]
-        axes[0].plot(x, [100 * p[1]["tracking_error"] for p in pts], "o-", label=name)
+        axes[0].plot(x, [p[1]["tracking_error"] for p in pts], "o-", label=name)
         axes[1].plot(x, [p[1]["drop_rate"] for p in pts], "o-", label=name)
         axes[2].plot(x, [p[1]["success_rate"] for p in pts], "o-", label=name)
     evaluation_panels(axes, result.get("perfect_tracking_error"))
@@ -166,13 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["iteration"], v): r["by_variant"][v] for r in old.get("checkpoints", [])
             for v in r["by_variant"]}
     torch.set_num_threads(1)
-    env = HandEnv("baoding")
-    perfect = perfect_score(args.perfect_runs)
+    spec = args.run / "spec.json"
+    task = json.loads(spec.read_text())["task"] if spec.exists() else "baoding"
+    env = HandEnv(task)
+    bound = perfect_bound(args.perfect_runs, task)
+    perfect = None if bound is None else bound["score"]
     result: dict[str, Any] = {
         "benchmark": "checkpoints", "run": str(args.run), "episodes": args.episodes,
         "eval_seeds": [EVAL_SEED, EVAL_SEED + args.episodes - 1], "inference_dtype": args.dtype,
         "variants": {v: VARIANTS[v] for v in variants}, "perfect_score": perfect,
-        "perfect_tracking_error": None if perfect is None else -perfect / 2.0,
+        "task": task,
+        "perfect_tracking_error": None if bound is None else bound["tracking_error"],
         "checkpoints": []}
     for iteration, path in picked:
         row = {"iteration": iteration, "transitions": transitions_before(args.run, iteration),
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     res["score_ratio_to_perfect"] = perfect / res["score"]
                 log(f"iteration {iteration} ({row['transitions']} transitions) {name}: drops "
                     f"{res['drop_rate']:.0%}, successes {res['success_rate']:.0%}, steps "
-                    f"{res['steps']:.1f}, error {100 * res['tracking_error']:.2f} cm")
+                    f"{res['steps']:.1f}, error {res['tracking_error']:.4f} (m or rad)")
             row["by_variant"][name] = res
         result["checkpoints"].append(row)
         benchlib.write_result(out, result)  # after every checkpoint: resumable

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_checkpoints import VARIANTS, evaluate, evaluation_panels, perfect_score
+from bench_checkpoints import VARIANTS, evaluate, evaluation_panels, perfect_bound
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.core.models.retraining import retrain
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     dataset = EpisodeDataset(args.run / "dataset")
-    perfect = perfect_score(args.perfect_runs)
+    bound = perfect_bound(args.perfect_runs)
+    perfect = None if bound is None else bound["score"]
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     same_data = old.get("run") == str(args.run) and old.get(
         "transitions") == dataset.num_transitions
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "model_levers", "run": str(args.run),
         "transitions": dataset.num_transitions, "episodes": args.episodes,
         "variants": variants, "inference_dtype": args.dtype, "perfect_score": perfect,
-        "perfect_tracking_error": None if perfect is None else -perfect / 2.0,
+        "perfect_tracking_error": None if bound is None else bound["tracking_error"],
         "lever_changes": {n: LEVERS[n] for n in levers}, "levers": {}}
     env = HandEnv("baoding")
     for name in levers:
