@@ -295,15 +295,19 @@ class EnsembleDynamics(nn.Module):
         if torch.is_grad_enabled():
             for layer in self.layers[:-1]:
                 h = self._activation(layer(h))
-        else:  # planning: bmm + in-place bias and activation (baddbmm copies the bias)
+        else:  # planning: in-place activation; fp32: bmm + in-place bias (baddbmm copies
+            # the bias first); bfloat16: baddbmm (its in-place bias add is slow on CPU, 2x a
+            # hidden layer's bmm here)
             act_ = ACTIVATIONS_INPLACE[self.config.activation]
             if self._inference_dtype is not None:
                 weights = self._low_precision_layers()
                 h = h.to(self._inference_dtype)
+                for weight, bias in weights[:-1]:
+                    h = act_(torch.baddbmm(bias, h, weight))
             else:
                 weights = [(layer.weight, layer.bias) for layer in self.layers]
-            for weight, bias in weights[:-1]:
-                h = act_(torch.bmm(h, weight).add_(bias))
+                for weight, bias in weights[:-1]:
+                    h = act_(torch.bmm(h, weight).add_(bias))
             weight, bias = weights[-1]
             out = torch.baddbmm(bias, h, weight).to(self.dtype)
             return self._split_output(out)
