@@ -156,3 +156,10 @@ def test_checkpoint_summary_takes_the_newest_and_the_first_checkpoint_at_the_bar
                                                     "baoding_mppi_learned_seed1": None}
     assert moderate["mean_newest"]["drop_rate"] == pytest.approx(0.3)
     assert checkpoint_summary(tmp_path, "b", "cube") is None
+    # another precision is a variant of its own, not a second measurement of "moderate"
+    fp32 = tmp_path / "checkpoints_fp32_b_seed0.json"
+    _checkpoints_file(fp32, run0, 32, [(30, 60_000, 0.5, 0.5)])
+    fp32.write_text(json.dumps({**json.loads(fp32.read_text()), "inference_dtype": "float32"}))
+    variants = checkpoint_summary(tmp_path, "b", "baoding")["variants"]
+    assert variants["moderate"]["newest"]["baoding_mppi_learned_seed0"]["drop_rate"] == 0.1
+    assert variants["moderate_float32"]["newest"]["baoding_mppi_learned_seed0"]["episodes"] == 32

@@ -35,10 +35,15 @@ def evaluations(results: Path, budget: str, task: str) -> dict[str, dict[int, di
         for row in data.get("checkpoints", []):
             it = rows.setdefault(int(row["iteration"]),
                                  {"transitions": int(row["transitions"]), "by_variant": {}})
-            for name, res in row["by_variant"].items():
+            for variant, res in row["by_variant"].items():
+                # bfloat16 is how the runs plan and bench_checkpoints' default; other
+                # precisions are variants of their own (e.g. "pddm_float32")
+                dtype = data.get("inference_dtype", "bfloat16")
+                name = variant if dtype == "bfloat16" else f"{variant}_{dtype}"
                 old = it["by_variant"].get(name)
                 if old is None or res["episodes"] > old["episodes"]:
-                    it["by_variant"][name] = dict(res, settings=data["variants"].get(name, {}))
+                    it["by_variant"][name] = dict(res, inference_dtype=dtype,
+                                                  settings=data["variants"].get(variant, {}))
     return runs
 
 
