@@ -123,6 +123,44 @@ def test_learned_run_warm_starts_from_its_last_model(tmp_path):
                                                      "train.epochs": 2}
 
 
+def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
+    """fork_run: the fork holds the parent's episodes, rows and models before the fork
+    iteration, takes the new planner settings, and finishes the budget from there (the
+    parent's model of that iteration is reused, not retrained)."""
+    sys.path.insert(0, str(BENCH))
+    from mbrl_ros.core.experiment import Budget
+
+    from learning.fork_run import fork
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    spec = RunSpec(task="baoding", budget=Budget(4, 3, 1, 0), episode_length=8,
+                   planner_overrides={"num_samples": 16},
+                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9})
+    parent = tmp_path / "parent"
+    PDDMRun(spec, parent, lambda _: None).run()
+    parent_rows = (parent / "metrics.csv").read_text().splitlines()
+    note = fork(parent, tmp_path / "fork", 2, {"gamma": 5.0})
+    before = [r for r in parent_rows[1:] if int(r.split(",")[1]) < 2]
+    assert note["episodes"] == len(before) == 5  # 4 random episodes + iteration 1's MPC one
+    assert len(list((tmp_path / "fork" / "dataset").glob("episode_*.npz"))) == 5
+    with pytest.raises(ValueError, match="not empty"):
+        fork(parent, tmp_path / "fork", 2, {})
+    with pytest.raises(ValueError, match="no model"):
+        fork(parent, tmp_path / "other", 9, {})
+
+    forked = RunSpec(task="baoding", budget=spec.budget, episode_length=8,
+                     planner_overrides={"num_samples": 16, "gamma": 5.0},
+                     trainer_overrides=spec.trainer_overrides)
+    lines: list[str] = []
+    PDDMRun(forked, tmp_path / "fork", lines.append).run()
+    rows = (tmp_path / "fork" / "metrics.csv").read_text().splitlines()
+    assert rows[:6] == parent_rows[:6] and len(rows) == len(parent_rows)
+    assert not [line for line in lines if "iteration 2 model on" in line], lines
+    assert [line for line in lines if "iteration 3 model on" in line], lines
+    with pytest.raises(ValueError, match="different run"):
+        PDDMRun(spec, tmp_path / "fork", lines.append)
+
+
 def _checkpoints_file(path: Path, run: str, episodes: int, rows: list[tuple]) -> None:
     """A bench_checkpoints result: rows of (iteration, transitions, drop, ratio)."""
     path.write_text(json.dumps({

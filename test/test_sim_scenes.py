@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import mbrl_ros.sim as sim
+from mbrl_ros.core.tasks.layouts import StateLayout
 from mbrl_ros.sim.adroit import HAND_JOINT_NAMES, PDDM_CTRL_RANGE, adroit_asset_dir
 from mbrl_ros.sim.scene_baoding import PDDM_BAODING_KEY
 from mbrl_ros.sim.scene_cube import PDDM_CUBE_KEY
@@ -70,7 +71,7 @@ def test_baoding_balls_and_targets(baoding):
         g = m.geom(name)
         assert g.contype[0] == 0 and g.conaffinity[0] == 0
         assert m.body(name).mocapid[0] >= 0
-    assert baoding.obs_layout.size == 40
+    assert baoding.obs_layout.dim == 40
     assert baoding.obs_layout.names == (
         "joints", "ball1_pos", "ball1_vel", "ball2_pos", "ball2_vel", "target1_xy",
         "target2_xy",
@@ -78,13 +79,13 @@ def test_baoding_balls_and_targets(baoding):
     assert baoding.obs_layout["target1_xy"] == slice(36, 38)
 
 
-def test_scene_layouts_are_the_core_tasks_state_layouts():
-    """One layout per task: the simulator's observation is the core task's state."""
+def test_scene_layouts_are_the_core_tasks_state_layouts(baoding, cube):
+    """One layout per task: the simulator's observation is the core task's state (the very
+    same object, defined once in the torch-free ``core.tasks.layouts``)."""
     from mbrl_ros.core.tasks import make_task
 
-    for name, layout in (("baoding", sim.BAODING_LAYOUT), ("cube", sim.CUBE_LAYOUT)):
-        core = make_task(name).layout
-        assert tuple((f.name, f.size) for f in layout.fields) == core.fields, name
+    for scene in (baoding, cube):
+        assert scene.obs_layout is make_task(scene.name).layout, scene.name
 
 
 def test_cube_scene_builds_steps_and_observes_39(cube):
@@ -142,8 +143,8 @@ def test_layout_split_compose_round_trip(baoding):
         layout.split(np.zeros(39))
     with pytest.raises(ValueError, match="missing"):
         layout.compose({"joints": np.zeros(24)})
-    with pytest.raises(ValueError, match="duplicate"):
-        sim.ObsLayout([("a", 1), ("a", 2)])
+    with pytest.raises(ValueError, match="must be unique"):
+        StateLayout((("a", 1), ("a", 2)))
 
 
 def test_describe_is_plain_data(baoding):

@@ -17,22 +17,15 @@ from mbrl_ros.sim import scene_cube as _scene_cube  # registers "cube"
 from mbrl_ros.sim.adroit import HAND_JOINT_NAMES, HandPhysics, adroit_asset_dir
 from mbrl_ros.sim.geometry import GeomPrimitive, scene_primitives
 from mbrl_ros.sim.guard import route_mujoco_warnings
-from mbrl_ros.sim.layout import ObsField, ObsLayout
 from mbrl_ros.sim.observation import Observation, StepResult
 from mbrl_ros.sim.realism import RealismConfig
 from mbrl_ros.sim.registry import SCENES, build_scene, register_scene
 from mbrl_ros.sim.scene import CameraView, ObjectStates, Scene
-from mbrl_ros.sim.scene_baoding import (
-    BAODING_LAYOUT,
-    BaodingScene,
-    build_baoding,
-)
-from mbrl_ros.sim.scene_cube import CUBE_LAYOUT, CubeScene, build_cube, hinge_xyz_to_quat
+from mbrl_ros.sim.scene_baoding import BaodingScene, build_baoding
+from mbrl_ros.sim.scene_cube import CubeScene, build_cube, hinge_xyz_to_quat
 from mbrl_ros.sim.simulator import HandSim, SimConfig, SimState
 
 __all__ = [
-    "BAODING_LAYOUT",
-    "CUBE_LAYOUT",
     "HAND_JOINT_NAMES",
     "SCENES",
     "ActionMap",
@@ -44,8 +37,6 @@ __all__ = [
     "HandPhysics",
     "HandSim",
     "ObjectStates",
-    "ObsField",
-    "ObsLayout",
     "Observation",
     "RealismConfig",
     "Scene",

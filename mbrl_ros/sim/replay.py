@@ -13,21 +13,6 @@ import numpy as np
 
 from mbrl_ros.sim.registry import build_scene
 from mbrl_ros.sim.render import SceneRenderer, write_video
-from mbrl_ros.sim.scene import Scene
-
-NUM_JOINTS = 24
-
-
-def _object_qpos(scene: Scene, state: np.ndarray) -> np.ndarray:
-    """The objects' qpos coordinates for a task state in the scene's ``obs_layout``."""
-    layout = scene.obs_layout
-    if scene.name == "baoding":
-        identity = np.array([1.0, 0.0, 0.0, 0.0])
-        return np.concatenate([state[layout["ball1_pos"]], identity,
-                               state[layout["ball2_pos"]], identity])
-    if scene.name == "cube":  # slide offsets then hinge angles, as the state holds them
-        return np.concatenate([state[layout["cube_pos"]], state[layout["cube_euler"]]])
-    raise ValueError(f"no replay for scene {scene.name!r}")
 
 
 def replay_frames(task: str, states: np.ndarray, goals: np.ndarray | None = None,
@@ -37,15 +22,16 @@ def replay_frames(task: str, states: np.ndarray, goals: np.ndarray | None = None
     targets; empty: the scene's default frame)."""
     states = np.asarray(states, dtype=np.float64)
     scene = build_scene(task)
-    if states.ndim != 2 or states.shape[1] != scene.obs_layout.size:
-        raise ValueError(f"states must be [T, {scene.obs_layout.size}], got {states.shape}")
+    if states.ndim != 2 or states.shape[1] != scene.obs_layout.dim:
+        raise ValueError(f"states must be [T, {scene.obs_layout.dim}], got {states.shape}")
+    joints = scene.obs_layout["joints"]
     data = mujoco.MjData(scene.model)
     mujoco.mj_resetDataKeyframe(scene.model, data, scene.key_id)
     frames = []
     with SceneRenderer(scene, *size) as renderer:
         for t in range(0, len(states), max(1, every)):
-            data.qpos[:NUM_JOINTS] = states[t, :NUM_JOINTS]
-            data.qpos[scene.object_qpos_adr] = _object_qpos(scene, states[t])
+            data.qpos[scene.joint_qpos_adr] = states[t, joints]
+            data.qpos[scene.object_qpos_adr] = scene.object_qpos_of_state(states[t])
             if goals is not None:
                 scene.place_targets(data, scene.check_goal(
                     np.asarray(goals[t], dtype=np.float64).reshape(scene.goal_shape)),

@@ -14,8 +14,8 @@ import mujoco
 import numpy as np
 
 from mbrl_ros.core.robot.action_map import ActionMap
+from mbrl_ros.core.tasks.layouts import StateLayout
 from mbrl_ros.sim.adroit import HAND_JOINT_NAMES, check_hand_order
-from mbrl_ros.sim.layout import ObsLayout
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Scene(abc.ABC):
         keyframe: str,
         object_names: tuple[str, ...],
         target_names: tuple[str, ...],
-        obs_layout: ObsLayout,
+        obs_layout: StateLayout,
         marker_geoms: tuple[str, ...],
         camera: CameraView,
     ) -> None:
@@ -93,6 +93,8 @@ class Scene(abc.ABC):
         self.marker_geoms = marker_geoms
         self.camera = camera
         self.object_body_ids = np.array([_body_id(model, n) for n in object_names], dtype=int)
+        self.joint_qpos_adr = np.array(
+            [model.jnt_qposadr[model.joint(n).id] for n in self.joint_names], dtype=int)
         self.target_mocap_ids = np.array(
             [_mocap_id(model, n) for n in target_names], dtype=int
         )
@@ -118,6 +120,11 @@ class Scene(abc.ABC):
     ) -> np.ndarray:
         """The flat task observation in ``obs_layout`` order (``target_pos``: the target
         mocap bodies' world positions, one row each)."""
+
+    @abc.abstractmethod
+    def object_qpos_of_state(self, state: np.ndarray) -> np.ndarray:
+        """The objects' qpos coordinates (``object_qpos_names``) that a task state in
+        ``obs_layout`` describes; enough kinematics to draw a recorded state."""
 
     # ----- shared behaviour ---------------------------------------------------------------
     def check_goal(self, goal: np.ndarray) -> np.ndarray:
@@ -166,7 +173,7 @@ class Scene(abc.ABC):
             "object_names": list(self.object_names),
             "target_names": list(self.target_names),
             "obs_layout": self.obs_layout.to_dict(),
-            "obs_size": self.obs_layout.size,
+            "obs_size": self.obs_layout.dim,
             "goal_shape": list(self.goal_shape),
             "goal_frames": list(self.goal_frames),
             "goal": self.goal_doc,

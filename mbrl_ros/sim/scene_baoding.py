@@ -14,8 +14,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from mbrl_ros.core.tasks.layouts import BAODING_LAYOUT
 from mbrl_ros.sim.adroit import MUJOCO_DEFAULT_FRICTION, HandPhysics, load_pddm_hand
-from mbrl_ros.sim.layout import ObsLayout
 from mbrl_ros.sim.registry import register_scene
 from mbrl_ros.sim.scene import CameraView, ObjectStates, Scene, _body_id
 
@@ -42,21 +42,6 @@ TARGET_RADIUS = 0.007
 PDDM_START_TARGETS_PALM: np.ndarray = np.array(
     [[0.005 + 0.02 * np.cos(a), -0.07, 0.055 + 0.036 * np.sin(a)]
      for a in (3.0 * np.pi / 4.0, -np.pi / 4.0)])
-
-
-#: The task observation, field for field the core task's state layout (the sim stays
-#: torch-free, so it is written here again; test_sim_scenes.py holds the two equal).
-BAODING_LAYOUT = ObsLayout(
-    [
-        ("joints", 24),
-        ("ball1_pos", 3),
-        ("ball1_vel", 3),
-        ("ball2_pos", 3),
-        ("ball2_vel", 3),
-        ("target1_xy", 2),
-        ("target2_xy", 2),
-    ]
-)
 
 
 class BaodingScene(Scene):
@@ -114,6 +99,14 @@ class BaodingScene(Scene):
                 target_pos[1, :2],
             ]
         )
+
+
+    def object_qpos_of_state(self, state: np.ndarray) -> np.ndarray:
+        # the state has no ball orientation; a sphere looks the same at any
+        identity = np.array([1.0, 0.0, 0.0, 0.0])
+        lay = self.obs_layout
+        return np.concatenate([state[lay["ball1_pos"]], identity, state[lay["ball2_pos"]],
+                               identity])
 
 
 def build_baoding(physics: HandPhysics | None = None) -> BaodingScene:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from mbrl_ros.core.tasks.layouts import CUBE_LAYOUT
 from mbrl_ros.sim.adroit import MUJOCO_DEFAULT_FRICTION, HandPhysics, load_pddm_hand
-from mbrl_ros.sim.layout import ObsLayout
 from mbrl_ros.sim.registry import register_scene
 from mbrl_ros.sim.scene import CameraView, ObjectStates, Scene
 
@@ -41,20 +41,6 @@ CUBE_HALF = 0.0286
 CUBE_MASS = 0.05
 CUBE_INERTIA = 6.48e-5
 TARGET_POS = (0.0, 0.2, 0.25)
-
-#: The task observation, field for field the core task's state layout (the sim stays
-#: torch-free, so it is written here again; test_sim_scenes.py holds the two equal).
-CUBE_LAYOUT = ObsLayout(
-    [
-        ("joints", 24),
-        ("cube_pos", 3),
-        ("cube_euler", 3),
-        ("cube_linvel", 3),
-        ("cube_angvel", 3),
-        ("desired_euler", 3),
-    ]
-)
-
 
 def hinge_xyz_to_quat(angles: np.ndarray) -> np.ndarray:
     """Orientation (w, x, y, z) of a body turned by hinges about x, then y, then z.
@@ -108,6 +94,11 @@ class CubeScene(Scene):
             [joint_pos, objects.qpos[0:3], objects.qpos[3:6], objects.qvel[0:3],
              objects.qvel[3:6], goal]
         )
+
+
+    def object_qpos_of_state(self, state: np.ndarray) -> np.ndarray:
+        lay = self.obs_layout  # slide offsets then hinge angles, as the state holds them
+        return np.concatenate([state[lay["cube_pos"]], state[lay["cube_euler"]]])
 
 
 def _add_die_material(spec: mujoco.MjSpec, name: str, alpha: float) -> None:

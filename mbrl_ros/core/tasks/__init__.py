@@ -1,45 +1,41 @@
-"""Tasks: state layouts, vectorized rewards/termination, goal schedules and episode metrics."""
+"""Tasks: state layouts, vectorized rewards/termination, goal schedules and episode metrics.
+
+The names below load on first use, so that ``mbrl_ros.core.tasks.layouts`` (numpy only)
+can be imported by the torch-free simulator without pulling in the torch task modules.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from mbrl_ros.core.tasks.baoding import (
-    BAODING_LAYOUT,
-    BaodingTask,
-    double_by_ball_swap,
-    swap_balls,
-    swap_balls_batch,
-)
-from mbrl_ros.core.tasks.base import StateLayout, Task
-from mbrl_ros.core.tasks.cube import CUBE_LAYOUT, DEFAULT_CUBE_GOALS, CubeTask
-
-TASKS: dict[str, type[Task]] = {"baoding": BaodingTask, "cube": CubeTask}
-
-
-def make_task(name: str, **overrides: Any) -> Task:
-    """Build a registered task; ``overrides`` are constructor arguments (PDDM defaults)."""
-    try:
-        cls = TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}") from None
-    try:
-        return cls(**overrides)
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for task {name!r}: {exc}") from exc
+_WHERE = {
+    "BAODING_LAYOUT": "layouts",
+    "CUBE_LAYOUT": "layouts",
+    "StateLayout": "layouts",
+    "Task": "base",
+    "BaodingTask": "baoding",
+    "double_by_ball_swap": "baoding",
+    "swap_balls": "baoding",
+    "swap_balls_batch": "baoding",
+    "CubeTask": "cube",
+    "DEFAULT_CUBE_GOALS": "cube",
+    "TASKS": "registry",
+    "make_task": "registry",
+}
 
 
-__all__ = [
-    "BAODING_LAYOUT",
-    "CUBE_LAYOUT",
-    "DEFAULT_CUBE_GOALS",
-    "TASKS",
-    "BaodingTask",
-    "CubeTask",
-    "StateLayout",
-    "Task",
-    "double_by_ball_swap",
-    "make_task",
-    "swap_balls",
-    "swap_balls_batch",
-]
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_WHERE))
+
+
+__all__ = sorted(_WHERE)

@@ -19,26 +19,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
+from mbrl_ros.core.tasks.base import Task, TrackedObject, setting
+from mbrl_ros.core.tasks.layouts import BAODING_LAYOUT, StateLayout
+from mbrl_ros.core.tasks.layouts import HAND_JOINTS as NUM_JOINTS
 from mbrl_ros.core.tasks.palm_kinematics import ADROIT_WRIST_CHAIN, WristChain
 from mbrl_ros.core.validation import check_last_dim, check_positive
 
 if TYPE_CHECKING:
     from mbrl_ros.core.robot.spec import RobotSpec
 
-NUM_JOINTS = 24
-
-BAODING_LAYOUT = StateLayout(
-    (
-        ("joints", NUM_JOINTS),
-        ("ball1_pos", 3),
-        ("ball1_vel", 3),
-        ("ball2_pos", 3),
-        ("ball2_vel", 3),
-        ("target1_xy", 2),
-        ("target2_xy", 2),
-    )
-)
 
 # State indices that exchange places when the two (identical) balls swap labels.
 _SWAP_PAIRS = (("ball1_pos", "ball2_pos"), ("ball1_vel", "ball2_vel"), ("target1_xy", "target2_xy"))

@@ -14,7 +14,6 @@ planner starting from ``s_t`` therefore needs ``goal_window(goals, t + 1, H)``.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -24,78 +23,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from mbrl_ros.core.tasks.layouts import StateLayout
 from mbrl_ros.core.validation import check_finite, check_last_dim
 
 if TYPE_CHECKING:
     from mbrl_ros.core.robot.spec import RobotSpec
 
 
-@dataclass(frozen=True)
-class StateLayout:
-    """Ordered named fields of a flat state vector (e.g. ``("joints", 24)``)."""
-
-    fields: tuple[tuple[str, int], ...]
-
-    def __post_init__(self) -> None:
-        fields = tuple((str(name), int(size)) for name, size in self.fields)
-        if not fields:
-            raise ValueError("StateLayout needs at least one field")
-        names = [name for name, _ in fields]
-        if len(set(names)) != len(names):
-            raise ValueError(f"StateLayout field names must be unique, got {names}")
-        for name, size in fields:
-            if size < 1:
-                raise ValueError(f"StateLayout field {name!r} must have size >= 1, got {size}")
-        object.__setattr__(self, "fields", fields)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.fields)
-
-    @property
-    def dim(self) -> int:
-        """Total length of the state vector."""
-        return sum(size for _, size in self.fields)
-
-    def start(self, name: str) -> int:
-        """Index of the first element of field ``name``."""
-        offset = 0
-        for field, size in self.fields:
-            if field == name:
-                return offset
-            offset += size
-        raise KeyError(f"no state field {name!r}; fields are {list(self.names)}")
-
-    def size(self, name: str) -> int:
-        """Number of elements of field ``name``."""
-        for field, size in self.fields:
-            if field == name:
-                return size
-        raise KeyError(f"no state field {name!r}; fields are {list(self.names)}")
-
-    def slice(self, name: str) -> slice:
-        """Slice of field ``name`` in the state vector."""
-        start = self.start(name)
-        return slice(start, start + self.size(name))
-
-    def span(self, names: Sequence[str]) -> slice:
-        """One slice covering consecutive fields ``names`` (in layout order, no gaps)."""
-        if not names:
-            raise ValueError("span needs at least one field name")
-        slices = [self.slice(n) for n in names]
-        for before, after in itertools.pairwise(slices):
-            if before.stop != after.start:
-                raise ValueError(f"fields {list(names)} are not consecutive in the layout")
-        return slice(slices[0].start, slices[-1].stop)
-
-    def to_msg_fields(self) -> list[tuple[str, int, int]]:
-        """``[(name, start, size), ...]`` for describing the layout in a ROS message."""
-        out = []
-        offset = 0
-        for name, size in self.fields:
-            out.append((name, offset, size))
-            offset += size
-        return out
 
 
 @dataclass(frozen=True)

@@ -25,24 +25,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mbrl_ros.core.tasks.base import StateLayout, Task, TrackedObject, setting
+from mbrl_ros.core.tasks.base import Task, TrackedObject, setting
+from mbrl_ros.core.tasks.layouts import CUBE_LAYOUT
+from mbrl_ros.core.tasks.layouts import HAND_JOINTS as NUM_JOINTS
 from mbrl_ros.core.validation import check_last_dim, check_positive
 
 if TYPE_CHECKING:
     from mbrl_ros.core.robot.spec import RobotSpec
 
-NUM_JOINTS = 24
-
-CUBE_LAYOUT = StateLayout(
-    (
-        ("joints", NUM_JOINTS),
-        ("cube_pos", 3),
-        ("cube_euler", 3),
-        ("cube_linvel", 3),
-        ("cube_angvel", 3),
-        ("desired_euler", 3),
-    )
-)
 
 #: PDDM's goal orientations: desired Euler angles (rx, ry, rz) in rad. "left"/"right" turn
 #: the cube about its z hinge, "up"/"down" about its x hinge. The order fixes which goal a
