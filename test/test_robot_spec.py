@@ -26,6 +26,9 @@ def test_the_built_in_hand_is_the_simulated_one():
         np.testing.assert_array_equal(robot_map.mid, scene_map.mid)
         assert robot_map.scale == scene_map.scale
     np.testing.assert_array_equal(robot.object_origins["cube"], CUBE_SPAWN_POS)
+    origins = robot.origins_of(["cube", "ball1"])  # balls: measured from the world origin
+    assert list(origins) == ["cube"]
+    np.testing.assert_array_equal(origins["cube"], CUBE_SPAWN_POS)
     chain = {k: tuple(v) if isinstance(v, list) else v for k, v in robot.wrist_chain.items()}
     assert WristChain(**chain) == ADROIT_WRIST_CHAIN
     assert load_robot(DEFAULT_ROBOT_FILE) is robot  # loaded once, shared read-only

@@ -11,6 +11,7 @@ import yaml
 from gymnasium.utils.env_checker import check_env
 
 from mbrl_ros.core.estimation.state_assembly import KalmanSettings
+from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.launch.packages import package_share
 from mbrl_ros.nodes.task_params import default_task_values, task_from_params
 from mbrl_ros.sim import HandEnv, HandSim, SimConfig
@@ -114,7 +115,7 @@ def test_defaults_are_the_stacks_config_files(task, envs):
     assert defaults.angular_accel_psd == est["kalman.angular_accel_psd"]
     assert defaults.initial_linear_rate_std == est["kalman.initial_linear_vel_std"]
     if task == "cube":
-        np.testing.assert_array_equal(kalman.origin, est["cube_position_origin"])
+        np.testing.assert_array_equal(kalman.origin, load_robot().object_origins["cube"])
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -77,10 +77,6 @@ PARAMS = [
           "old: the state is flagged stale", 0.001, 60.0),
     Param("max_measurement_age_s", 1.0, "object readings older than this (s) relative to "
           "the newest joint reading are discarded as late", 0.001, 60.0),
-    Param("cube_position_origin", list(DEFAULT_ROBOT.object_origins["cube"]), "world point "
-          "(m) the cube's "
-          "state position is measured from (PDDM: its slide joints, zero at the spawn "
-          "point of the simulated cube)", read_only=True),
     Param("frame_id", "world", "frame_id of the published task states", read_only=True),
     *KALMAN,
 ]
@@ -101,9 +97,6 @@ def _check_params(values: dict[str, Any]) -> str | None:
         return str(exc)
     if len(joints) != robot.num_joints or len(set(joints)) != len(joints):
         return f"joints must be {robot.num_joints} distinct names, got {joints}"
-    origin = values["cube_position_origin"]
-    if len(origin) != 3:
-        return f"cube_position_origin needs 3 numbers, got {origin}"
     return None
 
 
@@ -125,10 +118,7 @@ class StateEstimatorNode(Node):
             linear_velocity_noise_std=p["kalman.linear_velocity_noise_std"],
             angular_velocity_noise_std=p["kalman.angular_velocity_noise_std"])
         robot = load_robot(p["robot"])
-        origins = {o.name: robot.object_origins[o.name] for o in self.task.tracked_objects
-                   if o.name in robot.object_origins}
-        if "cube" in origins:  # the parameter overrides the robot's
-            origins["cube"] = p["cube_position_origin"]
+        origins = robot.origins_of(o.name for o in self.task.tracked_objects)
         self.assembler = TaskStateAssembler(self.task, settings, origins)
         self.joints = list(p["joints"])
         self.period_s = float(p["control_period_s"])

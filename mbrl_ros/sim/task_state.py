@@ -19,15 +19,12 @@ import numpy as np
 import torch
 
 from mbrl_ros.core.estimation.state_assembly import KalmanSettings, TaskStateAssembler
+from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.sim.observation import Observation
-from mbrl_ros.sim.scene_cube import CUBE_SPAWN_POS
 
 STATE_SOURCES = ("estimator", "sim")
 
-#: Where each task's object positions are measured from: the estimator's
-#: ``cube_position_origin`` default (PDDM's slide joints read zero at the cube's spawn point).
-DEFAULT_ORIGINS: dict[str, dict[str, Sequence[float]]] = {"cube": {"cube": CUBE_SPAWN_POS}}
 
 
 class TaskStateSource:
@@ -48,8 +45,8 @@ class TaskStateSource:
         self.task = task
         self.source = source
         self.control_dt = float(control_dt)
-        if origins is None:
-            origins = DEFAULT_ORIGINS.get(task.name)
+        if origins is None:  # where the estimator measures them from: the robot file's
+            origins = load_robot().origins_of(o.name for o in task.tracked_objects)
         self.assembler = TaskStateAssembler(task, kalman or KalmanSettings(), origins)
 
     def reset(self) -> None:

@@ -10,7 +10,7 @@ one is the Adroit ShadowHand as PDDM used it (``mbrl_ros/robots/adroit_hand.yaml
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +80,11 @@ class RobotSpec:
         """The task's map between actions in [-1, 1] and joint targets, in ``joints`` order."""
         return ActionMap(self.pose(task), np.stack([self.command_low, self.command_high], -1),
                          self.action_scale.get(task, 1.0))
+
+    def origins_of(self, objects: Iterable[str]) -> dict[str, np.ndarray]:
+        """Where the tracker measures each of ``objects`` from, for those this robot's file
+        names (the others: the world origin)."""
+        return {n: self.object_origins[n].copy() for n in objects if n in self.object_origins}
 
     def order_of(self, names: Sequence[str]) -> np.ndarray:
         """For a permutation ``names`` of the joints: index into ``joints`` of each name.
