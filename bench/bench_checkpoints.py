@@ -54,15 +54,27 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "firm_wide": {"gamma": 15.0, "sigma": 0.7},
     "moderate_wide_n1400": {"gamma": 10.0, "sigma": 0.7, "num_samples": 1400},
     "soft": {"gamma": 10.0},
+    # moderate_wide with pessimism over the ensemble (score = mean - lambda * std), a longer
+    # horizon, or less action smoothing
+    "moderate_wide_risk1": {"gamma": 10.0, "sigma": 0.7, "risk_lambda": 1.0},
+    "moderate_wide_h10": {"gamma": 10.0, "sigma": 0.7, "horizon": 10},
+    "moderate_wide_beta08": {"gamma": 10.0, "sigma": 0.7, "beta": 0.8},
+    "moderate_wide_beta05": {"gamma": 10.0, "sigma": 0.7, "beta": 0.5},
+    "moderate_wide_beta04": {"gamma": 10.0, "sigma": 0.7, "beta": 0.4},
+    "moderate_wide_h5": {"gamma": 10.0, "sigma": 0.7, "horizon": 5},
+    "beta05": {"beta": 0.5},
+    "moderate_beta05": {"gamma": 10.0, "sigma": 0.5, "beta": 0.5},
 }
 PERFECT_RUNS = Path("runs/bench_learning/pddm")
 EVAL_SEED = 5000  # evaluation episodes: seeds 5000.. (the runs use s * 1_000_003 + e)
 
 
-def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
-    """(iteration, model path) of every ``every``-th checkpoint and the newest."""
+def checkpoints(run: Path, every: int, first: int = 0) -> list[tuple[int, Path]]:
+    """(iteration, model path) of every ``every``-th checkpoint from iteration ``first`` on,
+    and the newest."""
     found = sorted((int(m.group(1)), p) for p in (run / "models").glob("iteration_*.model")
-                   if (m := re.fullmatch(r"iteration_(\d+)\.model", p.name)))
+                   if (m := re.fullmatch(r"iteration_(\d+)\.model", p.name))
+                   and int(m.group(1)) >= first)
     picked = [c for c in found if c[0] % every == 0]
     if found and (not picked or picked[-1] != found[-1]):
         picked.append(found[-1])
@@ -125,6 +137,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = result["checkpoints"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -137,8 +150,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axes[1].plot(x, [p[1]["drop_rate"] for p in pts], "o-", label=name)
         axes[2].plot(x, [p[1]["success_rate"] for p in pts], "o-", label=name)
     evaluation_panels(axes, result.get("perfect_tracking_error"))
+    thousands = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k")
     for ax in axes:
         ax.set_xlabel("real transitions")
+        ax.xaxis.set_major_formatter(thousands)
     axes[0].legend()
     fig.suptitle(f"{result['run']}: evaluation episodes per checkpoint")
     fig.tight_layout()
@@ -150,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--first", type=int, default=0,
+                        help="skip the checkpoints of earlier iterations")
     parser.add_argument("--episodes", type=int, default=6)
     parser.add_argument("--variants", default="pddm,moderate")
     parser.add_argument("--dtype", choices=sorted(INFERENCE_DTYPES), default="bfloat16")
@@ -160,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(variants) - set(VARIANTS)
     if unknown or args.every < 1 or args.episodes < 1:
         parser.error(f"unknown variants {sorted(unknown)} or bad --every/--episodes")
-    picked = checkpoints(args.run, args.every)
+    picked = checkpoints(args.run, args.every, args.first)
     if not picked:
         log(f"no checkpoints in {args.run / 'models'}")
         return 2

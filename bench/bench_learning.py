@@ -106,6 +106,13 @@ BUDGETS = {
     "pddm_explore40": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
                                    planner_overrides=(("inference_dtype", "bfloat16"),),
                                    trainer_overrides=(("train.epochs", 40),)),
+    # pddm_explore40 forked at about 60k transitions (``learning/fork_run.py``) and collecting
+    # from there on with the planner settings for a matured model (config/act_learned.yaml:
+    # gamma 10, sigma 0.7): does data gathered by the planner that acts best teach more?
+    "pddm_explore40_act": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
+                                       planner_overrides=(("inference_dtype", "bfloat16"),
+                                                          ("gamma", 10.0), ("sigma", 0.7)),
+                                       trainer_overrides=(("train.epochs", 40),)),
     "pddm_moderate_scratch": BudgetPreset(Budget(40, 150, 10, 1), 1, 10.0, 20, 5,
                                           planner_overrides=(("gamma", 10.0), ("sigma", 0.5),
                                                              ("inference_dtype", "bfloat16")),

@@ -46,6 +46,15 @@ LEVERS: dict[str, dict[str, Any]] = {
     "probabilistic": {"ensemble.probabilistic": True},
     "members_5": {"ensemble.members": 5},
     "wide_500": {"ensemble.hidden": [500, 500]},
+    # the same training with other seeds (weight init and validation split): how much two
+    # models of the same data differ in closed loop
+    "seed_1": {"train.seed": 1},
+    "seed_2": {"train.seed": 2},
+    "lr_half": {"train.lr": 5e-4},
+    "batch_256": {"train.batch_size": 256},
+    "batch_256_seed_1": {"train.batch_size": 256, "train.seed": 1},
+    "batch_256_seed_2": {"train.batch_size": 256, "train.seed": 2},
+    "batch_128": {"train.batch_size": 128},
 }
 log = benchlib.Logger("bench_model_levers")
 
