@@ -139,7 +139,8 @@ def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
     parent = tmp_path / "parent"
     PDDMRun(spec, parent, lambda _: None).run()
     parent_rows = (parent / "metrics.csv").read_text().splitlines()
-    note = fork(parent, tmp_path / "fork", 2, {"gamma": 5.0})
+    note = fork(parent, tmp_path / "fork", 2, {"gamma": 5.0}, {"train.epochs": 3})
+    assert note["trainer_overrides"] == {"train.epochs": 3}
     before = [r for r in parent_rows[1:] if int(r.split(",")[1]) < 2]
     assert note["episodes"] == len(before) == 5  # 4 random episodes + iteration 1's MPC one
     assert len(list((tmp_path / "fork" / "dataset").glob("episode_*.npz"))) == 5
@@ -150,7 +151,7 @@ def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
 
     forked = RunSpec(task="baoding", budget=spec.budget, episode_length=8,
                      planner_overrides={"num_samples": 16, "gamma": 5.0},
-                     trainer_overrides=spec.trainer_overrides)
+                     trainer_overrides={**spec.trainer_overrides, "train.epochs": 3})
     lines: list[str] = []
     PDDMRun(forked, tmp_path / "fork", lines.append).run()
     rows = (tmp_path / "fork" / "metrics.csv").read_text().splitlines()

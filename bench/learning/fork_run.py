@@ -9,7 +9,7 @@ any interrupted run: the transitions it reports count the parent's data too, so 
 "within N transitions" criterion holds the whole history to it.
 
     .venv/bin/python bench/learning/fork_run.py PARENT_DIR OUT_DIR --iteration 40 \\
-        --planner gamma=10 --planner sigma=0.7
+        --planner gamma=10 --planner sigma=0.7 [--trainer train.batch_size=256]
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def _value(text: str) -> Any:
         return text
 
 
-def fork(parent: Path, out: Path, iteration: int,
-         planner_overrides: dict[str, Any]) -> dict[str, Any]:
+def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, Any],
+         trainer_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the fork of ``parent`` at ``iteration`` into ``out``; returns ``fork.json``."""
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty")
@@ -69,6 +69,7 @@ def fork(parent: Path, out: Path, iteration: int,
         writer.writerows(rows)
     spec = json.loads((parent / "spec.json").read_text())
     spec["planner_overrides"] = {**spec.get("planner_overrides", {}), **planner_overrides}
+    spec["trainer_overrides"] = {**spec.get("trainer_overrides", {}), **(trainer_overrides or {})}
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     transitions = int(rows[-1]["transitions"])
     timing = json.loads((parent / "timing.json").read_text())
@@ -78,6 +79,7 @@ def fork(parent: Path, out: Path, iteration: int,
                                                  "transitions": transitions}) + "\n")
     note = {"parent": str(parent), "iteration": iteration, "episodes": len(rows),
             "transitions": transitions, "planner_overrides": planner_overrides,
+            "trainer_overrides": trainer_overrides or {},
             "active_s_estimated": active}
     (out / "fork.json").write_text(json.dumps(note, indent=2) + "\n")
     return note
@@ -91,14 +93,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the first iteration the fork runs itself")
     parser.add_argument("--planner", action="append", default=[], metavar="NAME=VALUE",
                         help="a planner override of the fork (repeatable)")
+    parser.add_argument("--trainer", action="append", default=[], metavar="NAME=VALUE",
+                        help="a trainer override of the fork's retrainings (repeatable; the "
+                             "model of --iteration itself is the parent's)")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.planner:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--planner wants NAME=VALUE, got {item!r}")
-        overrides[name] = _value(value)
-    note = fork(args.parent, args.out, args.iteration, overrides)
+    overrides: dict[str, dict[str, Any]] = {"planner": {}, "trainer": {}}
+    for kind in overrides:
+        for item in getattr(args, kind):
+            name, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"--{kind} wants NAME=VALUE, got {item!r}")
+            overrides[kind][name] = _value(value)
+    note = fork(args.parent, args.out, args.iteration, overrides["planner"],
+                overrides["trainer"])
     print(json.dumps(note, indent=2))
     return 0
 
