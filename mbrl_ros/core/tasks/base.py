@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from mbrl_ros.core.robot.spec import RobotSpec
 
 
-
-
 @dataclass(frozen=True)
 class TrackedObject:
     """An object a tracker reports (by this name) and where it goes in the task's state:
