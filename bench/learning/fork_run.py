@@ -15,13 +15,14 @@ any interrupted run: the transitions it reports count the parent's data too, so 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+from mbrl_ros.results.metrics_log import MetricsLog, read_metrics
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -43,13 +44,10 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     """Write the fork of ``parent`` at ``iteration`` into ``out``; returns ``fork.json``."""
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty")
-    with (parent / "metrics.csv").open(newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        rows = [r for r in reader if int(r["iteration"]) < iteration]
+    rows = [r for r in read_metrics(parent / "metrics.csv") if r["iteration"] < iteration]
     if not rows:
         raise ValueError(f"{parent} has no episodes before iteration {iteration}")
-    episodes = [int(r["episode"]) for r in rows]
+    episodes = [r["episode"] for r in rows]
     if episodes != list(range(len(episodes))):
         raise ValueError(f"{parent}: episodes before iteration {iteration} are not 0..n-1")
     model = parent / "models" / f"iteration_{iteration:04d}.model"
@@ -63,15 +61,14 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     for path in sorted((parent / "models").glob("iteration_*.model")):
         if int(path.stem.split("_")[1]) <= iteration:
             _link(path, out / "models" / path.name)
-    with (out / "metrics.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
+    log = MetricsLog(out / "metrics.csv")
+    for row in rows:
+        log.append(row)
     spec = json.loads((parent / "spec.json").read_text())
     spec["planner_overrides"] = {**spec.get("planner_overrides", {}), **planner_overrides}
     spec["trainer_overrides"] = {**spec.get("trainer_overrides", {}), **(trainer_overrides or {})}
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
-    transitions = int(rows[-1]["transitions"])
+    transitions = rows[-1]["transitions"]
     timing = json.loads((parent / "timing.json").read_text())
     # the parent's active time up to the fork, pro rata by transitions (an estimate)
     active = timing["active_s"] * transitions / max(1, int(timing["transitions"]))

@@ -20,8 +20,7 @@ import torch
 from torch import Tensor
 
 from mbrl_ros.core.tasks.base import Task, TrackedObject, setting
-from mbrl_ros.core.tasks.layouts import BAODING_LAYOUT, StateLayout
-from mbrl_ros.core.tasks.layouts import HAND_JOINTS as NUM_JOINTS
+from mbrl_ros.core.tasks.layouts import BAODING_LAYOUT, HAND_JOINTS, StateLayout
 from mbrl_ros.core.tasks.palm_kinematics import ADROIT_WRIST_CHAIN, WristChain
 from mbrl_ros.core.validation import check_last_dim, check_positive
 
@@ -157,8 +156,8 @@ class BaodingTask(Task):
         extra: dict[str, Any] = ({} if episode_length is None
                                  else {"episode_length": int(episode_length)})
         if robot is not None:
-            if len(robot.joints) != NUM_JOINTS:
-                raise ValueError(f"baoding needs a {NUM_JOINTS}-joint hand; robot "
+            if len(robot.joints) != HAND_JOINTS:
+                raise ValueError(f"baoding needs a {HAND_JOINTS}-joint hand; robot "
                                  f"{robot.name!r} has {len(robot.joints)} joints")
             if robot.wrist_chain is None:
                 raise ValueError(f"robot {robot.name!r} has no wrist_chain: Baoding's "
@@ -201,7 +200,7 @@ class BaodingTask(Task):
         super().__init__(
             name="baoding",
             layout=BAODING_LAYOUT,
-            action_dim=NUM_JOINTS,
+            action_dim=HAND_JOINTS,
             goal_dim=6,
             episode_length=episode_length,
             goal_fields=("target1_xy", "target2_xy"),
@@ -221,11 +220,11 @@ class BaodingTask(Task):
                 raise ValueError(f"{name} must be finite, got {value!r}")
         if direction not in (1, -1):
             raise ValueError(f"direction must be 1 (counter-clockwise) or -1, got {direction!r}")
-        if not 0 <= wrist_index < NUM_JOINTS:
+        if not 0 <= wrist_index < HAND_JOINTS:
             raise ValueError(f"wrist_index must index a joint (0..23), got {wrist_index}")
-        if max(wrist_chain.joint_indices) >= NUM_JOINTS:
+        if max(wrist_chain.joint_indices) >= HAND_JOINTS:
             raise ValueError(f"wrist_chain joint_indices {wrist_chain.joint_indices} are not "
-                             f"among the {NUM_JOINTS} joints")
+                             f"among the {HAND_JOINTS} joints")
         for name, value in (("drop_penalty", drop_penalty), ("wrist_penalty", wrist_penalty),
                             ("distance_weight", distance_weight)):
             if not (math.isfinite(value) and value >= 0):

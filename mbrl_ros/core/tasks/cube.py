@@ -26,8 +26,7 @@ import torch
 from torch import Tensor
 
 from mbrl_ros.core.tasks.base import Task, TrackedObject, setting
-from mbrl_ros.core.tasks.layouts import CUBE_LAYOUT
-from mbrl_ros.core.tasks.layouts import HAND_JOINTS as NUM_JOINTS
+from mbrl_ros.core.tasks.layouts import CUBE_LAYOUT, HAND_JOINTS
 from mbrl_ros.core.validation import check_last_dim, check_positive
 
 if TYPE_CHECKING:
@@ -104,7 +103,7 @@ class CubeTask(Task):
         super().__init__(
             name="cube",
             layout=CUBE_LAYOUT,
-            action_dim=NUM_JOINTS,
+            action_dim=HAND_JOINTS,
             goal_dim=3,
             episode_length=episode_length,
             goal_fields=("desired_euler",),

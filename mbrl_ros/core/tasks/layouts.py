@@ -34,6 +34,12 @@ class StateLayout:
             if size < 1:
                 raise ValueError(f"StateLayout field {name!r} must have size >= 1, got {size}")
         object.__setattr__(self, "fields", fields)
+        offsets, start = {}, 0
+        for name, size in fields:
+            offsets[name] = (start, size)
+            start += size
+        # (start, size) of each field, computed once: layouts are frozen
+        object.__setattr__(self, "_offsets", offsets)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -46,19 +52,17 @@ class StateLayout:
 
     def start(self, name: str) -> int:
         """Index of the first element of field ``name``."""
-        offset = 0
-        for field, size in self.fields:
-            if field == name:
-                return offset
-            offset += size
-        raise KeyError(f"no state field {name!r}; fields are {list(self.names)}")
+        return self._offsets_of(name)[0]
 
     def size(self, name: str) -> int:
         """Number of elements of field ``name``."""
-        for field, size in self.fields:
-            if field == name:
-                return size
-        raise KeyError(f"no state field {name!r}; fields are {list(self.names)}")
+        return self._offsets_of(name)[1]
+
+    def _offsets_of(self, name: str) -> tuple[int, int]:
+        try:
+            return self._offsets[name]
+        except KeyError:
+            raise KeyError(f"no state field {name!r}; fields are {list(self.names)}") from None
 
     def slice(self, name: str) -> slice:
         """Slice of field ``name`` in the state vector."""
@@ -77,12 +81,7 @@ class StateLayout:
 
     def to_msg_fields(self) -> list[tuple[str, int, int]]:
         """``[(name, start, size), ...]`` for describing the layout in a ROS message."""
-        out = []
-        offset = 0
-        for name, size in self.fields:
-            out.append((name, offset, size))
-            offset += size
-        return out
+        return [(name, *self._offsets[name]) for name in self.names]
 
     def __getitem__(self, name: str) -> slice:
         """``layout["ball1_pos"]``: the slice of a field, for numpy and torch alike."""
