@@ -55,6 +55,12 @@ LEVERS: dict[str, dict[str, Any]] = {
     "batch_256_seed_1": {"train.batch_size": 256, "train.seed": 1},
     "batch_256_seed_2": {"train.batch_size": 256, "train.seed": 2},
     "batch_128": {"train.batch_size": 128},
+    # the step size falling to 0 over the job (cosine) instead of PDDM's constant 1e-3
+    "batch_256_cosine": {"train.batch_size": 256, "train.lr_schedule": "cosine"},
+    "batch_256_cosine_seed_1": {"train.batch_size": 256, "train.lr_schedule": "cosine",
+                                "train.seed": 1},
+    "batch_256_cosine_seed_2": {"train.batch_size": 256, "train.lr_schedule": "cosine",
+                                "train.seed": 2},
 }
 log = benchlib.Logger("bench_model_levers")
 

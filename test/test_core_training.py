@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -139,6 +140,25 @@ def test_same_seed_gives_identical_weights_and_warm_start_keeps_them():
     assert warm.train_loss[0] < cold.train_loss[0]
 
 
+def test_cosine_schedule_settles_the_weights_and_still_fits():
+    train, val = linear_batch(2000, seed=12), linear_batch(500, seed=13)
+    moves: dict[str, list[float]] = {}
+    for schedule in ("constant", "cosine"):
+        model = small_model()
+        snapshots: list[torch.Tensor] = []
+
+        def snapshot(epoch: int, metrics: dict, model: EnsembleDynamics = model) -> None:
+            snapshots.append(torch.cat([p.detach().flatten().clone() for p in model.parameters()]))
+
+        result = train_ensemble(model, train, val, TrainConfig(
+            epochs=10, batch_size=100, input_noise=0.0, lr_schedule=schedule), progress=snapshot)
+        assert not result.diverged and result.final_metrics["val_mse_norm"] < 2e-2, schedule
+        moves[schedule] = [float((b - a).norm()) for a, b in itertools.pairwise(snapshots)]
+    # the last epoch runs at under 3% of the step size (cosine over 200 steps)
+    assert moves["cosine"][-1] < 0.2 * moves["constant"][-1], moves
+    assert moves["cosine"][-1] < 0.2 * moves["cosine"][0], moves
+
+
 def test_early_stopping_restores_best_epoch():
     train = linear_batch(500, seed=7)
     # Validation data from different dynamics: its loss stops improving early.
@@ -183,6 +203,8 @@ def test_bad_inputs_raise():
         TrainConfig(lr=0.0)
     with pytest.raises(ValueError, match="patience"):
         TrainConfig(patience=0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
     with pytest.raises(ValueError, match="dims"):
         wrong = TransitionBatch.from_arrays(
             torch.zeros(5, S + 1), torch.zeros(5, A), torch.zeros(5, S + 1)

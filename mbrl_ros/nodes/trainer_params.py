@@ -10,7 +10,7 @@ from typing import Any
 
 from mbrl_ros.core.models.ensemble import ACTIVATIONS, EnsembleConfig
 from mbrl_ros.core.models.retraining import RetrainSettings
-from mbrl_ros.core.models.training import TrainConfig
+from mbrl_ros.core.models.training import LR_SCHEDULES, TrainConfig
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.nodes.parameters import Param
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params
@@ -34,6 +34,8 @@ PARAMS = [
     Param("train.epochs", 40, "epochs per job when the request says 0 (PDDM 40)", 1, 100000),
     Param("train.batch_size", 512, "minibatch size (PDDM 512)", 1, 1000000),
     Param("train.lr", 1e-3, "Adam learning rate (PDDM 1e-3)", 1e-7, 1.0),
+    Param("train.lr_schedule", "constant", "step size over a job: constant (PDDM) or "
+          "cosine (falls from train.lr to 0 over the job's steps)", choices=LR_SCHEDULES),
     Param("train.input_noise", 0.01, "std of Gaussian noise on z-scored inputs and targets "
           "(PDDM 1%)", 0.0, 10.0),
     Param("train.val_fraction", 0.1, "fraction of episodes held out for validation "
@@ -76,6 +78,7 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
     train = TrainConfig(
         lr=p["train.lr"], batch_size=p["train.batch_size"],
         epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
+        lr_schedule=p["train.lr_schedule"],
         from_scratch=from_scratch or p["train.from_scratch"],
         seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
     augment = task.augmentation if p["train.ball_swap"] else None

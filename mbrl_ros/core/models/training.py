@@ -21,6 +21,8 @@ from mbrl_ros.core.models.ensemble import EnsembleDynamics
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _EVAL_CHUNK = 16384
+#: how the Adam step size moves over one training call
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class TrainConfig:
       about 1) above this also counts as divergence: a learning rate that is far too large
       can leave the loss huge but finite.
     - ``num_threads``: cap on torch CPU threads during the call (restored afterwards).
+    - ``lr_schedule``: ``"constant"`` (PDDM) or ``"cosine"``: the step size falls from ``lr``
+      to 0 over the call's minibatch steps (half a cosine), so the last epochs settle the
+      weights instead of leaving them where the last noisy steps put them.
     """
 
     lr: float = 1e-3
@@ -55,8 +60,12 @@ class TrainConfig:
     seed: int | None = 0
     device: str = "cpu"
     num_threads: int | None = None
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "
+                             f"got {self.lr_schedule!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"TrainConfig.lr must be finite and > 0, got {self.lr}")
         for name in ("batch_size", "epochs"):
@@ -231,6 +240,8 @@ def _train(
     best_val = math.inf
     best_state: dict[str, Tensor] | None = None
     epochs_since_best = 0
+    total_steps = config.epochs * math.ceil(n / config.batch_size)
+    step = 0
 
     for epoch in range(1, config.epochs + 1):
         order = torch.argsort(torch.rand(k, n, generator=generator, device=device), dim=1)
@@ -263,6 +274,10 @@ def _train(
                     f"{config.divergence_mse:g} at epoch {epoch}",
                     train_loss=batch_mse,
                 )
+            if config.lr_schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+            step += 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
