@@ -61,6 +61,12 @@ LEVERS: dict[str, dict[str, Any]] = {
                                 "train.seed": 1},
     "batch_256_cosine_seed_2": {"train.batch_size": 256, "train.lr_schedule": "cosine",
                                 "train.seed": 2},
+    # the task's goal fields (Baoding's target xy) held at 0 instead of fed to the members
+    "batch_256_no_goal_inputs": {"train.batch_size": 256, "ensemble.goal_inputs": False},
+    "batch_256_no_goal_inputs_seed_1": {"train.batch_size": 256, "ensemble.goal_inputs": False,
+                                        "train.seed": 1},
+    "batch_256_no_goal_inputs_seed_2": {"train.batch_size": 256, "ensemble.goal_inputs": False,
+                                        "train.seed": 2},
 }
 log = benchlib.Logger("bench_model_levers")
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
 from mbrl_ros.core.models.normalization import Normalizer
+from mbrl_ros.core.models.serialization import load_model, save_model
 
 S, A, E = 4, 2, 3
 
@@ -65,6 +66,32 @@ def test_config_round_trip_and_validation():
         EnsembleConfig(5, 3, num_members=0)
     with pytest.raises(ValueError, match="unknown"):
         EnsembleConfig.from_dict({**cfg.to_dict(), "dropout": 0.1})
+
+
+def test_ignored_state_inputs_do_not_reach_the_members(tmp_path):
+    model = make_model(ignored_state_inputs=(1, 3))
+    save_model(tmp_path / "m.model", model, {})
+    loaded, _ = load_model(tmp_path / "m.model")
+    assert loaded.config.ignored_state_inputs == (1, 3)
+    torch.testing.assert_close(loaded.state_input_mask, torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    assert EnsembleConfig.from_dict(model.config.to_dict()) == model.config
+    gen = torch.Generator().manual_seed(3)
+    state, action = torch.randn(7, S, generator=gen), torch.randn(7, A, generator=gen)
+    moved = state.clone()
+    moved[:, [1, 3]] += 10 * torch.randn(7, 2, generator=gen)
+    with torch.no_grad():
+        before, after = model.predict(state, action), model.predict(moved, action)
+        # each next state is the state plus a delta that does not depend on dims 1 and 3
+        torch.testing.assert_close(after - moved, before - state)
+        # while a seen dimension changes the prediction
+        seen = state.clone()
+        seen[:, 0] += 1.0
+        assert not torch.allclose(model.predict(seen, action) - seen, before - state)
+    torch.testing.assert_close(model.normalized_inputs(moved, action),
+                               model.normalized_inputs(state, action))
+    for bad in ((S,), (0, 0), tuple(range(S))):
+        with pytest.raises(ValueError, match="ignored_state_inputs"):
+            EnsembleConfig(S, A, ignored_state_inputs=bad)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "silu", "elu"])

@@ -147,7 +147,8 @@ def test_cosine_schedule_settles_the_weights_and_still_fits():
         model = small_model()
         snapshots: list[torch.Tensor] = []
 
-        def snapshot(epoch: int, metrics: dict, model: EnsembleDynamics = model) -> None:
+        def snapshot(epoch: int, metrics: dict, model: EnsembleDynamics = model,
+                     snapshots: list[torch.Tensor] = snapshots) -> None:
             snapshots.append(torch.cat([p.detach().flatten().clone() for p in model.parameters()]))
 
         result = train_ensemble(model, train, val, TrainConfig(

@@ -31,6 +31,9 @@ PARAMS = [
           choices=tuple(sorted(ACTIVATIONS))),
     Param("ensemble.probabilistic", False, "Gaussian members trained with NLL (PETS) "
           "instead of MSE (PDDM)"),
+    Param("ensemble.goal_inputs", True, "feed the task's goal fields (Baoding's target xy, "
+          "the cube's desired angles) to the members as inputs (PDDM); false holds them at 0, "
+          "since physics does not depend on them"),
     Param("train.epochs", 40, "epochs per job when the request says 0 (PDDM 40)", 1, 100000),
     Param("train.batch_size", 512, "minibatch size (PDDM 512)", 1, 1000000),
     Param("train.lr", 1e-3, "Adam learning rate (PDDM 1e-3)", 1e-7, 1.0),
@@ -74,7 +77,8 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
     architecture = EnsembleConfig(
         state_dim=task.state_dim, action_dim=task.action_dim,
         num_members=p["ensemble.members"], hidden_sizes=tuple(p["ensemble.hidden"]),
-        activation=p["ensemble.activation"], probabilistic=p["ensemble.probabilistic"])
+        activation=p["ensemble.activation"], probabilistic=p["ensemble.probabilistic"],
+        ignored_state_inputs=() if p["ensemble.goal_inputs"] else task_goal_dims(task))
     train = TrainConfig(
         lr=p["train.lr"], batch_size=p["train.batch_size"],
         epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
@@ -86,6 +90,12 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         architecture=architecture, train=train, val_fraction=p["train.val_fraction"],
         split_seed=p["train.seed"], augment=augment, eval_horizon=p["eval_horizon"],
         max_val_mse=p["max_val_loss"])
+
+
+def task_goal_dims(task: Task) -> tuple[int, ...]:
+    """The state dimensions of ``task``'s goal fields (none if its state holds no goal)."""
+    span = task.goal_slice
+    return () if span is None else tuple(range(span.start, span.stop))
 
 
 def _hidden_check(values: dict[str, Any]) -> str | None:

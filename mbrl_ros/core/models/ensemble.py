@@ -55,6 +55,9 @@ class EnsembleConfig:
     min_logvar: float = -10.0
     max_logvar: float = 0.5
     learn_logvar_bounds: bool = True
+    #: state dimensions the members do not see (their z-scored input is held at 0): a
+    #: task's goal fields, which the task writes and physics does not move
+    ignored_state_inputs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_int("EnsembleConfig.state_dim", self.state_dim, 1)
@@ -79,11 +82,22 @@ class EnsembleConfig:
             )
         object.__setattr__(self, "min_logvar", lo)
         object.__setattr__(self, "max_logvar", hi)
+        ignored = tuple(self.ignored_state_inputs)
+        for index in ignored:
+            check_int("EnsembleConfig.ignored_state_inputs[i]", index, 0)
+            if index >= self.state_dim:
+                raise ValueError(f"EnsembleConfig.ignored_state_inputs: {index} is not a state "
+                                 f"dimension (state_dim {self.state_dim})")
+        if len(set(ignored)) != len(ignored) or len(ignored) >= self.state_dim:
+            raise ValueError("EnsembleConfig.ignored_state_inputs must be distinct and leave "
+                             f"some state dimension seen, got {list(ignored)}")
+        object.__setattr__(self, "ignored_state_inputs", ignored)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         d = asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
+        d["ignored_state_inputs"] = list(self.ignored_state_inputs)
         return d
 
     @classmethod
@@ -100,6 +114,10 @@ class EnsembleConfig:
             if not isinstance(kwargs["hidden_sizes"], list | tuple):
                 raise ValueError("EnsembleConfig.hidden_sizes must be a list of ints")
             kwargs["hidden_sizes"] = tuple(kwargs["hidden_sizes"])
+        if "ignored_state_inputs" in kwargs:
+            if not isinstance(kwargs["ignored_state_inputs"], list | tuple):
+                raise ValueError("EnsembleConfig.ignored_state_inputs must be a list of ints")
+            kwargs["ignored_state_inputs"] = tuple(kwargs["ignored_state_inputs"])
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -169,6 +187,13 @@ class EnsembleDynamics(nn.Module):
         self.state_normalizer = Normalizer(s, device=device, dtype=dtype)
         self.action_normalizer = Normalizer(a, device=device, dtype=dtype)
         self.delta_normalizer = Normalizer(s, device=device, dtype=dtype)
+        if config.ignored_state_inputs:
+            mask = torch.ones(s, device=device, dtype=dtype)
+            mask[list(config.ignored_state_inputs)] = 0.0
+            # derived from the config, so not part of a checkpoint's weights
+            self.register_buffer("state_input_mask", mask, persistent=False)
+        else:
+            self.register_buffer("state_input_mask", None, persistent=False)
 
         out_dim = 2 * s if config.probabilistic else s
         sizes = (s + a, *config.hidden_sizes, out_dim)
@@ -259,10 +284,13 @@ class EnsembleDynamics(nn.Module):
 
     def normalized_inputs(self, state: Tensor, action: Tensor) -> Tensor:
         """z-scored ``cat(state, action)`` along the last dim (shapes must already agree)."""
-        return torch.cat(
-            (self.state_normalizer.normalize(state), self.action_normalizer.normalize(action)),
-            dim=-1,
-        )
+        return torch.cat((self._state_inputs(state), self.action_normalizer.normalize(action)),
+                         dim=-1)
+
+    def _state_inputs(self, state: Tensor) -> Tensor:
+        """z-scored states with the ignored dimensions held at 0."""
+        z = self.state_normalizer.normalize(state)
+        return z if self.state_input_mask is None else z * self.state_input_mask
 
     def normalized_delta(self, state: Tensor, next_state: Tensor) -> Tensor:
         """z-scored training target ``next_state - state``."""
@@ -345,7 +373,7 @@ class EnsembleDynamics(nn.Module):
                 f"state batch {state.shape[-2]} and action batch {action.shape[-2]} differ"
             )
         k, b = self.num_members, state.shape[-2]
-        s_n = self.state_normalizer.normalize(state).expand(k, b, self.state_dim)
+        s_n = self._state_inputs(state).expand(k, b, self.state_dim)
         a_n = self.action_normalizer.normalize(action).expand(k, b, self.action_dim)
         return torch.cat((s_n, a_n), dim=-1)
 

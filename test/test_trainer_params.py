@@ -1,0 +1,30 @@
+"""What the trainer's parameters make of a task: which goal fields the model sees."""
+
+from __future__ import annotations
+
+import pytest
+
+from mbrl_ros.core.tasks.layouts import BAODING_LAYOUT, CUBE_LAYOUT
+from mbrl_ros.core.tasks.registry import make_task
+from mbrl_ros.nodes.trainer_params import PARAMS, retrain_settings
+
+
+def defaults() -> dict:
+    return {p.name: p.default for p in PARAMS}
+
+
+def dims(layout, *names: str) -> tuple[int, ...]:
+    return tuple(i for name in names for i in range(layout.start(name),
+                                                    layout.start(name) + layout.size(name)))
+
+
+@pytest.mark.parametrize(("task", "goal_dims"), [
+    ("baoding", dims(BAODING_LAYOUT, "target1_xy", "target2_xy")),
+    ("cube", dims(CUBE_LAYOUT, "desired_euler")),
+])
+def test_goal_fields_are_model_inputs_unless_asked_not(task: str, goal_dims: tuple[int, ...]):
+    values = defaults()  # PDDM's inputs: the whole state
+    assert retrain_settings(make_task(task), values).architecture.ignored_state_inputs == ()
+    values["ensemble.goal_inputs"] = False
+    architecture = retrain_settings(make_task(task), values).architecture
+    assert architecture.ignored_state_inputs == goal_dims and goal_dims
