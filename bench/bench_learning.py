@@ -427,14 +427,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     if not jobs:
         others, extra = {}, {task: {} for task in tasks}
+        previous = json.loads(args.out.read_text()) if args.out.exists() else None
+        # the compared runs are judged against the same perfect-model bound (and nothing
+        # else of the previous result is carried into them)
+        bounds = None if previous is None else {"date": previous.get("date"), "summary": {
+            task: {"perfect_model": previous.get("summary", {}).get(task, {}).get(
+                "perfect_model")} for task in tasks}}
         for item in args.compare:
             name, _, folder = item.partition("=")
             others[name] = (folder, other := collect(Path(folder), tasks, planners, seeds,
-                                                     name, Path(folder)))
+                                                     name, Path(folder), None, bounds))
             for task in tasks:
                 for planner, curve in other["tasks"][task]["learned"].items():
                     extra[task][f"{planner} ({name})"] = curve
-        previous = json.loads(args.out.read_text()) if args.out.exists() else None
         result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent, extra,
                          previous)
         for name, (folder, other) in others.items():

@@ -202,3 +202,22 @@ def test_checkpoint_summary_takes_the_newest_and_the_first_checkpoint_at_the_bar
     variants = checkpoint_summary(tmp_path, "b", "baoding")["variants"]
     assert variants["moderate"]["newest"]["baoding_mppi_learned_seed0"]["drop_rate"] == 0.1
     assert variants["moderate_float32"]["newest"]["baoding_mppi_learned_seed0"]["episodes"] == 32
+
+
+def test_a_run_stopped_part_way_leaves_its_last_iteration_out():
+    sys.path.insert(0, str(BENCH))
+    from learning import curves
+
+    def row(iteration: int, policy: str, transitions: int, drop: bool) -> dict:
+        return {"iteration": iteration, "policy": policy, "transitions": transitions,
+                "return": -1.0, "score": -0.1, "tracking_error": 0.01, "drop": drop,
+                "success": not drop, "steps": 100}
+
+    rows = [row(0, "random", 100, True)]
+    rows += [row(1, "mpc", 200 + k, True) for k in range(4)] + [row(1, "random", 300, True)]
+    rows += [row(2, "mpc", 400, False)]  # stopped after one of its four episodes
+    points = curves.run_points(rows)
+    assert [p["iteration"] for p in points] == [0.0, 1.0]
+    assert points[1]["drop"] == 1.0
+    rows += [row(2, "mpc", 401 + k, False) for k in range(3)]
+    assert [p["iteration"] for p in curves.run_points(rows)] == [0.0, 1.0, 2.0]

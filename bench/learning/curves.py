@@ -30,12 +30,19 @@ Rows = Sequence[Mapping[str, Any]]
 
 
 def run_points(rows: Rows) -> list[dict[str, float]]:
-    """Per iteration of one learned run: transitions and the mean of each curve metric."""
+    """Per iteration of one learned run: transitions and the mean of each curve metric.
+
+    The last iteration of a run stopped part-way (fewer MPC episodes than its other
+    iterations) is left out: a few episodes are not the iteration's result.
+    """
     points = []
-    for it in sorted({int(r["iteration"]) for r in rows}):
+    iterations = sorted({int(r["iteration"]) for r in rows})
+    mpc_counts = [sum(1 for r in rows if int(r["iteration"]) == it and r["policy"] == "mpc")
+                  for it in iterations if it > 0]
+    for it in iterations:
         policy = "random" if it == 0 else "mpc"
         sel = [r for r in rows if int(r["iteration"]) == it and r["policy"] == policy]
-        if not sel:
+        if not sel or (it > 0 and it == iterations[-1] and len(sel) < max(mpc_counts)):
             continue
         point = {"iteration": float(it), "transitions": float(max(r["transitions"] for r in sel))}
         for key in CURVE_METRICS:
