@@ -766,4 +766,6 @@ def test_7_every_executed_step_of_an_untouched_episode_is_stored(stack):
     with w.lock:
         overloaded = {e for t, e, _, _ in w.states
                       for start, end in stack.overloads if start <= t <= end}
-    assert cut <= touched | overloaded, "an episode was cut short without a fault"
+    # episodes this test saw start (after both subscriptions were live): one that began while
+    # the stack was still coming up can stall on start-up load the test does not record
+    assert cut & first <= touched | overloaded, "an episode was cut short without a fault"
