@@ -6,9 +6,12 @@ deserialized), to ``<output_dir>/<file_prefix>_<UTC start time>.mcap``: one chan
 topic (the resolved name, e.g. ``/hand/task_state``), one schema per type with its complete
 ``ros2msg`` definition, as rosbag2 records it (``mbrl_ros.results.mcap_writer``). Each
 message's ``log_time`` is its receive time (the middleware's reception timestamp, system
-clock, ns since the epoch) and its ``publish_time`` the stamp of its ``std_msgs/Header``
-(ROS time: simulated time in lockstep) for types whose first field is a header, else the
-receive time again. Foxglove and ``ros2 bag play`` play the file by ``log_time``.
+clock, ns since the epoch; raised to the channel's previous one where a topic with several
+publishers hands over a sample from one writer after a later-received one from another, so
+each channel's messages are in ``log_time`` order) and its ``publish_time`` the stamp of
+its ``std_msgs/Header`` (ROS time: simulated time in lockstep) for types whose first field
+is a header, else the receive time again. Foxglove and ``ros2 bag play`` play the file by
+``log_time``.
 
 Chunked, compressed (zstd by default): a chunk is closed and handed to the operating system
 when its uncompressed size passes ``chunk_size_kib`` or ``chunk_interval_s`` seconds (wall
@@ -155,11 +158,13 @@ class McapRecorderNode(Node):
         self.writer.add_metadata("mbrl_ros.recording", {
             "node": self.get_fully_qualified_name(), "namespace": self.get_namespace(),
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "log_time": "receive time (system clock, ns since the epoch)",
+            "log_time": "receive time (system clock, ns since the epoch), non-decreasing "
+                        "per channel",
             "publish_time": "header.stamp (ROS time) where the type starts with a "
                             "std_msgs/Header, else the receive time",
             "topics": json.dumps(p["topics"])})
         self._recorded = []
+        self._last_log_time: dict[int, int] = {}
         for entry in p["topics"]:
             name, type_name = topic_spec(entry)
             qos = LATCHED_TOPICS.get(name, QoSProfile(depth=p["queue_depth"]))
@@ -201,6 +206,8 @@ class McapRecorderNode(Node):
                 if self.failure or self.writer is None:
                     self.dropped += 1
                     return
+                received = max(received, self._last_log_time.get(channel, 0))
+                self._last_log_time[channel] = received
                 try:
                     self.writer.write(channel, data, received,
                                       received if stamp is None or stamp < 0 else stamp)
