@@ -35,14 +35,16 @@ def run_points(rows: Rows) -> list[dict[str, float]]:
     The last iteration of a run stopped part-way (fewer MPC episodes than its other
     iterations) is left out: a few episodes are not the iteration's result.
     """
+    by_iteration: dict[int, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        it = int(r["iteration"])
+        if r["policy"] == ("random" if it == 0 else "mpc"):
+            by_iteration.setdefault(it, []).append(r)
+    last = max(by_iteration, default=0)
+    full = max((len(sel) for it, sel in by_iteration.items() if it > 0), default=0)
     points = []
-    iterations = sorted({int(r["iteration"]) for r in rows})
-    mpc_counts = [sum(1 for r in rows if int(r["iteration"]) == it and r["policy"] == "mpc")
-                  for it in iterations if it > 0]
-    for it in iterations:
-        policy = "random" if it == 0 else "mpc"
-        sel = [r for r in rows if int(r["iteration"]) == it and r["policy"] == policy]
-        if not sel or (it > 0 and it == iterations[-1] and len(sel) < max(mpc_counts)):
+    for it, sel in sorted(by_iteration.items()):
+        if it > 0 and it == last and len(sel) < full:
             continue
         point = {"iteration": float(it), "transitions": float(max(r["transitions"] for r in sel))}
         for key in CURVE_METRICS:
