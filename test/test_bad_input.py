@@ -22,7 +22,7 @@ from helpers.models import ensemble, serialized, with_nan_weight
 from helpers.ros import spinning_node, start_process, stop_process
 from helpers.sim_client import SimClient
 from helpers.untrusted import flipped, npz_with_object_array, pickle_bomb, truncated
-from helpers.waiting import Inbox, wait_for
+from helpers.waiting import Inbox, call_service, wait_for
 
 from mbrl_ros.launch.packages import executable
 
@@ -87,9 +87,8 @@ class Watch:
         wait_for(lambda: self.count(kind) == expected, timeout,
                  f"rejected_{kind} == {expected} on /diagnostics (now {self.count(kind)})")
 
-    def call(self, client, request, what: str):
-        future = client.call_async(request)
-        return wait_for(lambda: future.done() and future.result(), 30, what)
+    def call(self, client, request, what: str, idempotent: bool = False):
+        return call_service(client, request, what, timeout=60, idempotent=idempotent)
 
     def set_params(self, **values) -> list:
         from rcl_interfaces.srv import SetParameters
@@ -102,7 +101,7 @@ class Watch:
     def status(self):
         from mbrl_ros.srv import GetStatus
 
-        return self.call(self.status_client, GetStatus.Request(), "get_status")
+        return self.call(self.status_client, GetStatus.Request(), "get_status", idempotent=True)
 
     def status_values(self) -> dict[str, str]:
         return {kv.key: kv.value for kv in self.status().values}

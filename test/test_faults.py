@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.ros import TEST_DIR, spinning_node, start_process, stop_process
-from helpers.waiting import wait_for
+from helpers.waiting import call_service, wait_for
 
 from mbrl_ros.launch.packages import executable
 
@@ -229,10 +229,8 @@ class Watch:
                     return message
         return None
 
-    def call(self, client, request, what: str):
-        wait_for(lambda: client.wait_for_service(timeout_sec=0.1), 60, what)
-        future = client.call_async(request)
-        return wait_for(lambda: future.done() and future.result(), 30, what)
+    def call(self, client, request, what: str, idempotent: bool = False):
+        return call_service(client, request, what, timeout=60, idempotent=idempotent)
 
     def send_goal(self, client, goal, what: str):
         """An action ``client``'s goal handle for ``goal`` (``accepted``: not refused)."""
@@ -243,7 +241,8 @@ class Watch:
     def status(self, which: str):
         from mbrl_ros.srv import GetStatus
 
-        return self.call(self.clients[which], GetStatus.Request(), f"{which} status")
+        return self.call(self.clients[which], GetStatus.Request(), f"{which} status",
+                         idempotent=True)
 
     def values(self, which: str) -> dict[str, str]:
         return {kv.key: kv.value for kv in self.status(which).values}

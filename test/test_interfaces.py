@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 from helpers.ros import spinning_node, start_process, stop_process
-from helpers.waiting import wait_for
+from helpers.waiting import call_service, wait_for
 
 rclpy = pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
@@ -94,20 +94,7 @@ def test_service_call_across_processes():
     try:
         with spinning_node("client") as node:
             client = node.create_client(GetStatus, "status")
-            wait_for(lambda: client.wait_for_service(timeout_sec=0.1), 20, "status service")
-            # wait_for_service sees the request reader; the server's response writer may not
-            # yet see this client (a DDS discovery race on a loaded machine), and a response
-            # sent then is lost: ask again (get_status is idempotent)
-            response = None
-            for _ in range(10):
-                future = client.call_async(GetStatus.Request())
-                try:
-                    response = wait_for(lambda f=future: f.done() and f.result(), 3.0,
-                                        "the response")
-                    break
-                except TimeoutError:
-                    client.remove_pending_request(future)
-            assert response is not None, "no response to 10 requests in 30 s"
+            response = call_service(client, GetStatus.Request(), "get_status", idempotent=True)
         assert response.node == "echo"
         assert response.state == "echoing"
         assert [(kv.key, kv.value) for kv in response.values] == [

@@ -11,7 +11,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from helpers.models import ensemble, serialized, with_nan_weight
 from helpers.ros import spinning_node, start_process, stop_process
-from helpers.waiting import wait_for
+from helpers.waiting import call_service, wait_for
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -129,12 +129,11 @@ class PlannerClient:
     def set_params(self, **values):
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        future = self.param_client.call_async(request)
-        return wait_for(lambda: future.done() and future.result(), 20, "set_parameters").results
+        return call_service(self.param_client, request, "set_parameters").results
 
     def status(self) -> GetStatus.Response:
-        future = self.status_client.call_async(GetStatus.Request())
-        return wait_for(lambda: future.done() and future.result(), 20, "get_status")
+        return call_service(self.status_client, GetStatus.Request(), "get_status",
+                            idempotent=True)
 
     def status_value(self, key: str) -> str | None:
         return {kv.key: kv.value for kv in self.status().values}.get(key)

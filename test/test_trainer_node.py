@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.ros import spinning_node, start_process, stop_process
-from helpers.waiting import wait_for
+from helpers.waiting import call_service, wait_for
 
 from mbrl_ros.launch.packages import executable
 
@@ -95,14 +95,13 @@ class TrainerClient:
         for pub in (self.states, self.actions, self.schedules):
             wait_for(lambda p=pub: p.get_subscription_count() > 0, 20, "trainer subscriptions")
 
-    def call(self, client, request, what: str):
-        future = client.call_async(request)
-        return wait_for(lambda: future.done() and future.result(), 30, what)
+    def call(self, client, request, what: str, idempotent: bool = False):
+        return call_service(client, request, what, idempotent=idempotent)
 
     def status(self):
         from mbrl_ros.srv import GetStatus
 
-        return self.call(self.status_cli, GetStatus.Request(), "get_status")
+        return self.call(self.status_cli, GetStatus.Request(), "get_status", idempotent=True)
 
     def values(self) -> dict[str, str]:
         return {kv.key: kv.value for kv in self.status().values}
