@@ -39,6 +39,9 @@ PARAMS = [
     Param("train.lr", 1e-3, "Adam learning rate (PDDM 1e-3)", 1e-7, 1.0),
     Param("train.lr_schedule", "constant", "step size over a job: constant (PDDM) or "
           "cosine (falls from train.lr to 0 over the job's steps)", choices=LR_SCHEDULES),
+    Param("train.average_last_epochs", 0, "0 keeps the last step's weights (PDDM); k > 0 "
+          "publishes the mean of the weights at the end of the job's last k epochs "
+          "(weight averaging; a shorter job averages all its epochs)", 0, 100000),
     Param("train.input_noise", 0.01, "std of Gaussian noise on z-scored inputs and targets "
           "(PDDM 1%)", 0.0, 10.0),
     Param("train.val_fraction", 0.1, "fraction of episodes held out for validation "
@@ -83,6 +86,7 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         lr=p["train.lr"], batch_size=p["train.batch_size"],
         epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
         lr_schedule=p["train.lr_schedule"],
+        average_last_epochs=min(p["train.average_last_epochs"], epochs or p["train.epochs"]),
         from_scratch=from_scratch or p["train.from_scratch"],
         seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
     augment = task.augmentation if p["train.ball_swap"] else None

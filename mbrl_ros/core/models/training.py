@@ -45,6 +45,10 @@ class TrainConfig:
     - ``lr_schedule``: ``"constant"`` (PDDM) or ``"cosine"``: the step size falls from ``lr``
       to 0 over the call's minibatch steps (half a cosine), so the last epochs settle the
       weights instead of leaving them where the last noisy steps put them.
+    - ``average_last_epochs``: 0 (PDDM) keeps the last step's weights; k > 0 returns the
+      mean of the weights at the end of each of the last k epochs (stochastic weight
+      averaging at a constant step size): one retraining is then less of a draw from where
+      the last noisy steps happened to leave it. Not combined with ``patience``.
     """
 
     lr: float = 1e-3
@@ -61,6 +65,7 @@ class TrainConfig:
     device: str = "cpu"
     num_threads: int | None = None
     lr_schedule: str = "constant"
+    average_last_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -78,6 +83,14 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be finite and >= 0, got {value}")
         if not self.divergence_mse > 0:
             raise ValueError(f"TrainConfig.divergence_mse must be > 0, got {self.divergence_mse}")
+        if (isinstance(self.average_last_epochs, bool)
+                or not isinstance(self.average_last_epochs, int)
+                or not 0 <= self.average_last_epochs <= self.epochs):
+            raise ValueError("TrainConfig.average_last_epochs must be an int in [0, epochs="
+                             f"{self.epochs}], got {self.average_last_epochs!r}")
+        if self.average_last_epochs and self.patience is not None:
+            raise ValueError("TrainConfig.average_last_epochs and patience do not combine "
+                             "(which epochs would be averaged is not known in advance)")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(f"TrainConfig.patience must be None or >= 1, got {self.patience!r}")
         if self.num_threads is not None and self.num_threads < 1:
@@ -145,6 +158,26 @@ def _evaluate(model: EnsembleDynamics, x: Tensor, y: Tensor) -> dict[str, float]
         "mse_norm": float(sq_norm.mean()) / n_total,
         "mse_raw": float(sq_raw.mean()) / n_total,
     }
+
+
+class _WeightAverage:
+    """Running mean of a model's parameters (buffers such as the normalizer are fixed
+    within a training call and stay as they are)."""
+
+    def __init__(self, model: EnsembleDynamics) -> None:
+        self._sum = [torch.zeros_like(p, dtype=torch.float64) for p in model.parameters()]
+        self._count = 0
+
+    @torch.no_grad()
+    def add(self, model: EnsembleDynamics) -> None:
+        for total, p in zip(self._sum, model.parameters(), strict=True):
+            total += p.detach()
+        self._count += 1
+
+    @torch.no_grad()
+    def load_into(self, model: EnsembleDynamics) -> None:
+        for total, p in zip(self._sum, model.parameters(), strict=True):
+            p.copy_((total / self._count).to(p.dtype))
 
 
 def _check_batch(name: str, batch: TransitionBatch, model: EnsembleDynamics) -> None:
@@ -242,6 +275,7 @@ def _train(
     epochs_since_best = 0
     total_steps = config.epochs * math.ceil(n / config.batch_size)
     step = 0
+    averaged = _WeightAverage(model) if config.average_last_epochs else None
 
     for epoch in range(1, config.epochs + 1):
         order = torch.argsort(torch.rand(k, n, generator=generator, device=device), dim=1)
@@ -284,6 +318,8 @@ def _train(
             loss_sum += float(member_losses.detach().mean()) * batch_idx.shape[1]
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             return diverge(f"non-finite weights after epoch {epoch}")
+        if averaged is not None and epoch > config.epochs - config.average_last_epochs:
+            averaged.add(model)
         result.train_loss.append(loss_sum / n)
         result.epochs_run = epoch
         metrics: dict[str, Any] = {"train_loss": result.train_loss[-1]}
@@ -313,6 +349,8 @@ def _train(
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    if averaged is not None:
+        averaged.load_into(model)
     final = _evaluate(model, x, y)
     result.final_metrics = {
         "train_loss": final["loss"],
