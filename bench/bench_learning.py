@@ -211,11 +211,14 @@ def run_sac(task: str, seed: int, preset: BudgetPreset, runs: Path, length: int)
 def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
             preset_name: str, pictures_dir: Path,
             extra_curves: dict[str, dict[str, Any]] | None = None,
-            previous: dict[str, Any] | None = None) -> dict[str, Any]:
+            previous: dict[str, Any] | None = None,
+            bounds: dict[str, dict[str, Any] | None] | None = None) -> dict[str, Any]:
     """Aggregate whatever runs exist into the result dict and the pictures
     (``pictures_dir/learning_<task>.png``); ``extra_curves[task]`` adds other runs' learned
     curves to the picture (e.g. the same loop with PDDM's planner settings); ``previous``
-    (an earlier result) fills in what has no runs here (``carry_over_task``)."""
+    (an earlier result) fills in what has no runs here (``carry_over_task``); ``bounds[task]``
+    is the perfect-model bound to judge a task by when ``runs`` has no perfect-model runs
+    (``previous_bounds``)."""
     from learning.sac_baseline import CSV_NAME, EvalLog
 
     result: dict[str, Any] = {"budget": preset_name, "budgets": {
@@ -266,12 +269,8 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
                                                 true_levels[p]["score"])}
             for p in learned if p in true_levels and learned[p].get("score")}
         result["tasks"][task] = entry
-        old_perfect = (previous or {}).get("summary", {}).get(task, {}).get("perfect_model")
-        if old_perfect:
-            old_perfect = dict(old_perfect, measured=old_perfect.get(
-                "measured", (previous or {}).get("date", "unknown")))
         result.setdefault("summary", {})[task] = task_summary(runs, task, learned, seeds,
-                                                              old_perfect)
+                                                              (bounds or {}).get(task))
         if evaluated := checkpoint_summary(benchlib.RESULTS, runs.name, task):
             result["summary"][task]["learned_mppi_checkpoints"] = evaluated
         hold = entry["hold"]
@@ -285,6 +284,18 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
     result["pictures"] = pictures
     result.setdefault("summary", {})["throughput"] = throughput(runs, tasks, seeds)
     return result
+
+
+def previous_bounds(previous: dict[str, Any] | None, tasks: list[str]
+                    ) -> dict[str, dict[str, Any] | None]:
+    """Each task's perfect-model block of an earlier result, marked with when it was
+    measured (None where it has none)."""
+    bounds: dict[str, dict[str, Any] | None] = {}
+    for task in tasks:
+        block = (previous or {}).get("summary", {}).get(task, {}).get("perfect_model")
+        bounds[task] = dict(block, measured=block.get(
+            "measured", previous.get("date", "unknown"))) if block else None
+    return bounds
 
 
 def perfect_model_rows(runs: Path, task: str, planner: str) -> list[dict[str, Any]]:
@@ -441,18 +452,16 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(args.out.read_text()) if args.out.exists() else None
         # the compared runs are judged against the same perfect-model bound (and nothing
         # else of the previous result is carried into them)
-        bounds = None if previous is None else {"date": previous.get("date"), "summary": {
-            task: {"perfect_model": previous.get("summary", {}).get(task, {}).get(
-                "perfect_model")} for task in tasks}}
+        bounds = previous_bounds(previous, tasks)
         for item in args.compare:
             name, _, folder = item.partition("=")
             others[name] = (folder, other := collect(Path(folder), tasks, planners, seeds,
-                                                     name, Path(folder), None, bounds))
+                                                     name, Path(folder), bounds=bounds))
             for task in tasks:
                 for planner, curve in other["tasks"][task]["learned"].items():
                     extra[task][f"{planner} ({name})"] = curve
         result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent, extra,
-                         previous)
+                         previous, bounds)
         for name, (folder, other) in others.items():
             for task in tasks:
                 result["summary"][task][f"learned_mppi_{name}"] = dict(

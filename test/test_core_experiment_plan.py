@@ -53,6 +53,10 @@ def test_metrics_log_appends_reads_back_and_keeps_its_header(tmp_path):
     assert math.isnan(rows[0]["plan_p50_ms"])
     with pytest.raises(ValueError, match="missing"):
         log.append({"episode": 3})
+    with pytest.raises(ValueError, match="unknown"):  # a bad row writes none of the rows
+        log.extend([_row(3, "mpc", -0.2), {**_row(4, "mpc", -0.1), "extra": 1}])
+    log.extend([_row(3, "mpc", -0.2), _row(4, "random", -0.6)])
+    assert [r["episode"] for r in read_metrics(path)] == [1, 2, 3, 4]
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="columns"):
         MetricsLog(path)

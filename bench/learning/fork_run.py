@@ -61,9 +61,7 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     for path in sorted((parent / "models").glob("iteration_*.model")):
         if int(path.stem.split("_")[1]) <= iteration:
             _link(path, out / "models" / path.name)
-    log = MetricsLog(out / "metrics.csv")
-    for row in rows:
-        log.append(row)
+    MetricsLog(out / "metrics.csv").extend(rows)
     spec = json.loads((parent / "spec.json").read_text())
     spec["planner_overrides"] = {**spec.get("planner_overrides", {}), **planner_overrides}
     spec["trainer_overrides"] = {**spec.get("trainer_overrides", {}), **(trainer_overrides or {})}

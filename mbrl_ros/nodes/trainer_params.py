@@ -81,7 +81,7 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         state_dim=task.state_dim, action_dim=task.action_dim,
         num_members=p["ensemble.members"], hidden_sizes=tuple(p["ensemble.hidden"]),
         activation=p["ensemble.activation"], probabilistic=p["ensemble.probabilistic"],
-        ignored_state_inputs=() if p["ensemble.goal_inputs"] else task_goal_dims(task))
+        ignored_state_inputs=() if p["ensemble.goal_inputs"] else task.goal_state_dims)
     train = TrainConfig(
         lr=p["train.lr"], batch_size=p["train.batch_size"],
         epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
@@ -94,12 +94,6 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         architecture=architecture, train=train, val_fraction=p["train.val_fraction"],
         split_seed=p["train.seed"], augment=augment, eval_horizon=p["eval_horizon"],
         max_val_mse=p["max_val_loss"])
-
-
-def task_goal_dims(task: Task) -> tuple[int, ...]:
-    """The state dimensions of ``task``'s goal fields (none if its state holds no goal)."""
-    span = task.goal_slice
-    return () if span is None else tuple(range(span.start, span.stop))
 
 
 def _hidden_check(values: dict[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,20 @@ class MetricsLog:
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Write one episode; every column must be present (extra keys are an error)."""
-        missing = [c for c in METRIC_COLUMNS if c not in row]
-        extra = [k for k in row if k not in METRIC_COLUMNS]
-        if missing or extra:
-            raise ValueError(f"metrics row: missing {missing}, unknown {extra}")
+        self.extend([row])
+
+    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Write several episodes with one flush to disk; all rows are checked first, so a
+        bad one writes none."""
+        cells = []
+        for row in rows:
+            missing = [c for c in METRIC_COLUMNS if c not in row]
+            extra = [k for k in row if k not in METRIC_COLUMNS]
+            if missing or extra:
+                raise ValueError(f"metrics row: missing {missing}, unknown {extra}")
+            cells.append([_cell(row[c]) for c in METRIC_COLUMNS])
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([_cell(row[c]) for c in METRIC_COLUMNS])
+            csv.writer(f).writerows(cells)
             f.flush()
             os.fsync(f.fileno())
 

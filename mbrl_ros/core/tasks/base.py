@@ -161,6 +161,12 @@ class Task(ABC):
     def state_dim(self) -> int:
         return self.layout.dim
 
+    @property
+    def goal_state_dims(self) -> tuple[int, ...]:
+        """The state dimensions the goal fields occupy (none if the state holds no goal)."""
+        span = self.goal_slice
+        return () if span is None else tuple(range(span.start, span.stop))
+
     # ------------------------------------------------------------------ goals
     @abstractmethod
     def episode_goals(self, seed: int, length: int | None = None) -> Tensor:
