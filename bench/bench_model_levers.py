@@ -38,6 +38,15 @@ import benchlib
 from learning.pddm_run import RunSpec, trainer_values
 
 DEFAULT_RUN = Path("runs/bench_learning/pddm_explore/baoding_mppi_learned_seed0")
+
+
+def _over_seeds(name: str, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``name`` with training seeds 0 (the run's own), 1 and 2: one retraining is a wide
+    draw, so a lever is judged over three."""
+    return {name: overrides, **{f"{name}_seed_{seed}": {**overrides, "train.seed": seed}
+                                for seed in (1, 2)}}
+
+
 #: lever -> trainer parameter changes on top of the run's own settings
 LEVERS: dict[str, dict[str, Any]] = {
     "as_run": {},
@@ -51,22 +60,16 @@ LEVERS: dict[str, dict[str, Any]] = {
     "seed_1": {"train.seed": 1},
     "seed_2": {"train.seed": 2},
     "lr_half": {"train.lr": 5e-4},
-    "batch_256": {"train.batch_size": 256},
-    "batch_256_seed_1": {"train.batch_size": 256, "train.seed": 1},
-    "batch_256_seed_2": {"train.batch_size": 256, "train.seed": 2},
+    **_over_seeds("batch_256", {"train.batch_size": 256}),
     "batch_128": {"train.batch_size": 128},
     # the step size falling to 0 over the job (cosine) instead of PDDM's constant 1e-3
-    "batch_256_cosine": {"train.batch_size": 256, "train.lr_schedule": "cosine"},
-    "batch_256_cosine_seed_1": {"train.batch_size": 256, "train.lr_schedule": "cosine",
-                                "train.seed": 1},
-    "batch_256_cosine_seed_2": {"train.batch_size": 256, "train.lr_schedule": "cosine",
-                                "train.seed": 2},
+    **_over_seeds("batch_256_cosine", {"train.batch_size": 256, "train.lr_schedule": "cosine"}),
     # the task's goal fields (Baoding's target xy) held at 0 instead of fed to the members
-    "batch_256_no_goal_inputs": {"train.batch_size": 256, "ensemble.goal_inputs": False},
-    "batch_256_no_goal_inputs_seed_1": {"train.batch_size": 256, "ensemble.goal_inputs": False,
-                                        "train.seed": 1},
-    "batch_256_no_goal_inputs_seed_2": {"train.batch_size": 256, "ensemble.goal_inputs": False,
-                                        "train.seed": 2},
+    **_over_seeds("batch_256_no_goal_inputs", {"train.batch_size": 256,
+                                               "ensemble.goal_inputs": False}),
+    # the mean of the last 10 epochs' weights instead of the last step's
+    **_over_seeds("batch_256_swa10", {"train.batch_size": 256,
+                                      "train.average_last_epochs": 10}),
 }
 log = benchlib.Logger("bench_model_levers")
 
