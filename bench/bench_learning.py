@@ -212,9 +212,10 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
             preset_name: str, pictures_dir: Path,
             extra_curves: dict[str, dict[str, Any]] | None = None,
             previous: dict[str, Any] | None = None,
-            bounds: dict[str, dict[str, Any] | None] | None = None) -> dict[str, Any]:
+            bounds: dict[str, dict[str, Any] | None] | None = None,
+            picture_prefix: str = "learning") -> dict[str, Any]:
     """Aggregate whatever runs exist into the result dict and the pictures
-    (``pictures_dir/learning_<task>.png``); ``extra_curves[task]`` adds other runs' learned
+    (``pictures_dir/<picture_prefix>_<task>.png``); ``extra_curves[task]`` adds other runs' learned
     curves to the picture (e.g. the same loop with PDDM's planner settings); ``previous``
     (an earlier result) fills in what has no runs here (``carry_over_task``); ``bounds[task]``
     is the perfect-model bound to judge a task by when ``runs`` has no perfect-model runs
@@ -275,7 +276,7 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
             result["summary"][task]["learned_mppi_checkpoints"] = evaluated
         hold = entry["hold"]
         if learned or true_levels or sac:
-            png = pictures_dir / f"learning_{task}.png"
+            png = pictures_dir / f"{picture_prefix}_{task}.png"
             shown = {**learned, **(extra_curves or {}).get(task, {})}
             curves.plot_task(task, shown, true_levels, sac, png,
                              benchlib.footnote(f"make bench-learning (budget {preset_name})"),
@@ -452,7 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(args.out.read_text()) if args.out.exists() else None
         # the compared runs are judged against the same perfect-model bound (and nothing
         # else of the previous result is carried into them)
+        # a result of its own (another --out) is judged by the recorded bound
+        recorded = benchlib.RESULTS / "learning.json"
         bounds = previous_bounds(previous, tasks)
+        if not all(bounds.values()) and recorded.exists() and recorded != args.out:
+            fallback = previous_bounds(json.loads(recorded.read_text()), tasks)
+            bounds = {task: bounds[task] or fallback[task] for task in tasks}
         for item in args.compare:
             name, _, folder = item.partition("=")
             others[name] = (folder, other := collect(Path(folder), tasks, planners, seeds,
@@ -461,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                 for planner, curve in other["tasks"][task]["learned"].items():
                     extra[task][f"{planner} ({name})"] = curve
         result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent, extra,
-                         previous, bounds)
+                         previous, bounds, picture_prefix=args.out.stem)
         for name, (folder, other) in others.items():
             for task in tasks:
                 result["summary"][task][f"learned_mppi_{name}"] = dict(
@@ -477,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, (label, job) in enumerate(jobs, 1):
         log(f"run {i}/{len(jobs)}: {label} ({(time.monotonic() - start) / 60:.1f} min so far)")
         job()
-        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent)
+        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent,
+                         picture_prefix=args.out.stem)
         benchlib.write_result(args.out, {"benchmark": "learning", **result,
                                          "runs_completed": i, "runs_planned": len(jobs)})
     log(f"done: {len(jobs)} runs in {(time.monotonic() - start) / 60:.1f} min; {args.out}")

@@ -67,6 +67,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     # the task's goal fields (Baoding's target xy) held at 0 instead of fed to the members
     **_over_seeds("batch_256_no_goal_inputs", {"train.batch_size": 256,
                                                "ensemble.goal_inputs": False}),
+    # on a run that averaged the weights (pddm_act_b256_swa): the last step's weights
+    **_over_seeds("last_weights", {"train.average_last_epochs": 0}),
     # the mean of the last 10 epochs' weights instead of the last step's
     **_over_seeds("batch_256_swa10", {"train.batch_size": 256,
                                       "train.average_last_epochs": 10}),

@@ -221,3 +221,30 @@ def test_a_run_stopped_part_way_leaves_its_last_iteration_out():
     assert points[1]["drop"] == 1.0
     rows += [row(2, "mpc", 401 + k, False) for k in range(3)]
     assert [p["iteration"] for p in curves.run_points(rows)] == [0.0, 1.0, 2.0]
+
+
+def test_a_result_of_its_own_is_judged_by_the_recorded_bound_and_has_its_own_picture(tmp_path):
+    from mbrl_ros.results import METRIC_COLUMNS, MetricsLog
+
+    recorded = json.loads((BENCH / "results" / "learning.json").read_text())
+    bound = recorded["summary"]["baoding"]["perfect_model"]
+    run = tmp_path / "runs" / "baoding_mppi_learned_seed0"
+    rows = []
+    for episode, (iteration, policy) in enumerate([(0, "random")] * 2 + [(1, "mpc")] * 2, 1):
+        row = dict.fromkeys(METRIC_COLUMNS, 0)
+        row.update(episode=episode, iteration=iteration, policy=policy, steps=100,
+                   transitions=100 * episode, score=2 * bound["score"], drop=False,
+                   success=True, tracking_error=0.01, **{"return": -10.0})
+        rows.append(row)
+    MetricsLog(run / "metrics.csv").extend(rows)
+    out = tmp_path / "results" / "learning_other.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_learning.py"), "--collect-only", "--tasks",
+         "baoding", "--planners", "mppi", "--seeds", "0", "--runs", str(tmp_path / "runs"),
+         "--out", str(out)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())["summary"]["baoding"]
+    assert summary["perfect_model"]["score"] == bound["score"]
+    assert summary["learned_mppi"]["score_ratio_to_perfect"] == pytest.approx(0.5, rel=1e-4)
+    assert (tmp_path / "results" / "learning_other_baoding.png").stat().st_size > 10_000
+    assert not (tmp_path / "results" / "learning_baoding.png").exists()
