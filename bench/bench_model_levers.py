@@ -69,6 +69,8 @@ LEVERS: dict[str, dict[str, Any]] = {
                                                "ensemble.goal_inputs": False}),
     # on a run that averaged the weights (pddm_act_b256_swa): the last step's weights
     **_over_seeds("last_weights", {"train.average_last_epochs": 0}),
+    # each member also fitted on its own 3-step open-loop chain (train.rollout_steps)
+    **_over_seeds("rollout_3", {"train.rollout_steps": 3}),
     # the mean of the last 10 epochs' weights instead of the last step's
     **_over_seeds("batch_256_swa10", {"train.batch_size": 256,
                                       "train.average_last_epochs": 10}),

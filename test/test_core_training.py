@@ -181,6 +181,47 @@ def test_weight_averaging_returns_the_mean_of_the_last_epochs():
         assert not torch.allclose(p, ends[-1][i], atol=1e-6), i
 
 
+def test_rollout_steps_train_the_chained_predictions_within_episodes():
+    episodes = linear_episodes(num=20, length=15, seed=21)
+    config = TrainConfig(epochs=4, batch_size=50, input_noise=0.0)
+    one, chained = small_model(), small_model()
+    train_ensemble(one, episodes, None, config)
+    result = train_ensemble(chained, episodes, None,
+                            dataclasses.replace(config, rollout_steps=3))
+    assert not result.diverged
+    assert not torch.allclose(one.layers[0].weight, chained.layers[0].weight)
+    # single-transition episodes have no successor: the loss is the one-step one, bit for bit
+    singles = TransitionBatch.from_arrays(episodes.state, episodes.action, episodes.next_state,
+                                          episode=list(range(len(episodes))))
+    a, b = small_model(), small_model()
+    first = train_ensemble(a, singles, None, config)
+    second = train_ensemble(b, singles, None, dataclasses.replace(config, rollout_steps=3))
+    assert first.train_loss == second.train_loss
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_chained_loss_is_zero_for_an_exact_member_and_grows_with_steps_for_a_wrong_one():
+    from mbrl_ros.core.models.evaluation import open_loop_starts
+    from mbrl_ros.core.models.training import _rollout_losses
+
+    episodes = linear_episodes(num=6, length=10, seed=24)
+    model = linear_model([A_MAT, 1.05 * A_MAT])
+    s, a, ns = (t.double() for t in (episodes.state, episodes.action, episodes.next_state))
+    idx = torch.arange(len(episodes)).expand(2, -1)
+    with torch.no_grad():
+        mean, _ = model(model.normalized_inputs(s[idx], a[idx]))
+    first = (mean - model.normalized_delta(s[idx], ns[idx])).pow(2).mean(dim=(1, 2))
+    losses = {}
+    for steps in (1, 2, 4):
+        starts = torch.zeros(len(episodes), dtype=torch.bool)
+        starts[open_loop_starts(episodes, steps)] = True
+        with torch.no_grad():
+            losses[steps] = _rollout_losses(model, mean, first, s, a, ns, idx, starts, steps)
+    assert float(losses[4][0]) < 1e-12  # the exact member predicts every step exactly
+    assert 0 < losses[1][1] < losses[2][1] < losses[4][1]
+
+
 def test_early_stopping_restores_best_epoch():
     train = linear_batch(500, seed=7)
     # Validation data from different dynamics: its loss stops improving early.
@@ -231,6 +272,11 @@ def test_bad_inputs_raise():
         TrainConfig(epochs=5, average_last_epochs=6)
     with pytest.raises(ValueError, match="do not combine"):
         TrainConfig(average_last_epochs=2, patience=3)
+    with pytest.raises(ValueError, match="rollout_steps"):
+        TrainConfig(rollout_steps=0)
+    with pytest.raises(ValueError, match="deterministic"):
+        train_ensemble(small_model(probabilistic=True), linear_batch(50, seed=1), None,
+                       TrainConfig(epochs=1, rollout_steps=2))
     with pytest.raises(ValueError, match="dims"):
         wrong = TransitionBatch.from_arrays(
             torch.zeros(5, S + 1), torch.zeros(5, A), torch.zeros(5, S + 1)

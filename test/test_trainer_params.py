@@ -28,3 +28,20 @@ def test_goal_fields_are_model_inputs_unless_asked_not(task: str, goal_dims: tup
     values["ensemble.goal_inputs"] = False
     architecture = retrain_settings(make_task(task), values).architecture
     assert architecture.ignored_state_inputs == goal_dims and goal_dims
+
+
+def test_training_levers_reach_the_train_config_and_bad_combinations_are_refused():
+    from mbrl_ros.nodes.trainer_params import PARAM_CHECKS
+
+    values = defaults()
+    train = retrain_settings(make_task("baoding"), values).train
+    assert (train.average_last_epochs, train.rollout_steps) == (0, 1)  # PDDM
+    values.update({"train.average_last_epochs": 10, "train.rollout_steps": 3})
+    train = retrain_settings(make_task("baoding"), values).train
+    assert (train.average_last_epochs, train.rollout_steps) == (10, 3)
+    # a job of fewer epochs than averaged averages all of them
+    assert retrain_settings(make_task("baoding"), values, epochs=4).train.average_last_epochs == 4
+    assert all(check(values) is None for check in PARAM_CHECKS)
+    values["ensemble.probabilistic"] = True
+    problems = [p for check in PARAM_CHECKS if (p := check(values))]
+    assert problems and "deterministic" in problems[0]

@@ -42,6 +42,9 @@ PARAMS = [
     Param("train.average_last_epochs", 0, "0 keeps the last step's weights (PDDM); k > 0 "
           "publishes the mean of the weights at the end of the job's last k epochs "
           "(weight averaging; a shorter job averages all its epochs)", 0, 100000),
+    Param("train.rollout_steps", 1, "1 fits one-step predictions (PDDM); k > 1 also fits "
+          "each member's own k-step open-loop chain within an episode (deterministic "
+          "members)", 1, 100),
     Param("train.input_noise", 0.01, "std of Gaussian noise on z-scored inputs and targets "
           "(PDDM 1%)", 0.0, 10.0),
     Param("train.val_fraction", 0.1, "fraction of episodes held out for validation "
@@ -87,6 +90,7 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
         lr_schedule=p["train.lr_schedule"],
         average_last_epochs=min(p["train.average_last_epochs"], epochs or p["train.epochs"]),
+        rollout_steps=p["train.rollout_steps"],
         from_scratch=from_scratch or p["train.from_scratch"],
         seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
     augment = task.augmentation if p["train.ball_swap"] else None
@@ -103,4 +107,10 @@ def _hidden_check(values: dict[str, Any]) -> str | None:
     return None
 
 
-PARAM_CHECKS = [check_task_params, _hidden_check]
+def _rollout_check(values: dict[str, Any]) -> str | None:
+    if values["train.rollout_steps"] > 1 and values["ensemble.probabilistic"]:
+        return "train.rollout_steps > 1 needs deterministic members (ensemble.probabilistic false)"
+    return None
+
+
+PARAM_CHECKS = [check_task_params, _hidden_check, _rollout_check]

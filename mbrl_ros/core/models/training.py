@@ -18,6 +18,7 @@ from torch import Tensor
 
 from mbrl_ros.core.data.dataset import TransitionBatch
 from mbrl_ros.core.models.ensemble import EnsembleDynamics
+from mbrl_ros.core.models.evaluation import open_loop_starts
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _EVAL_CHUNK = 16384
@@ -49,6 +50,12 @@ class TrainConfig:
       mean of the weights at the end of each of the last k epochs (stochastic weight
       averaging at a constant step size): one retraining is then less of a draw from where
       the last noisy steps happened to leave it. Not combined with ``patience``.
+    - ``rollout_steps``: 1 (PDDM) fits one-step predictions; k > 1 also rolls each member out
+      open loop from every minibatch transition that has k - 1 recorded successors in its
+      episode (same episode, consecutive steps) and the member's loss is the sum over the
+      k steps of its error against the recorded states (so is the reported train loss): the
+      planner chains 7 predictions, and this trains the chain, not only its first link.
+      Deterministic members only.
     """
 
     lr: float = 1e-3
@@ -66,6 +73,7 @@ class TrainConfig:
     num_threads: int | None = None
     lr_schedule: str = "constant"
     average_last_epochs: int = 0
+    rollout_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -88,6 +96,10 @@ class TrainConfig:
                 or not 0 <= self.average_last_epochs <= self.epochs):
             raise ValueError("TrainConfig.average_last_epochs must be an int in [0, epochs="
                              f"{self.epochs}], got {self.average_last_epochs!r}")
+        if (isinstance(self.rollout_steps, bool) or not isinstance(self.rollout_steps, int)
+                or self.rollout_steps < 1):
+            raise ValueError(f"TrainConfig.rollout_steps must be an int >= 1, "
+                             f"got {self.rollout_steps!r}")
         if self.average_last_epochs and self.patience is not None:
             raise ValueError("TrainConfig.average_last_epochs and patience do not combine "
                              "(which epochs would be averaged is not known in advance)")
@@ -180,6 +192,28 @@ class _WeightAverage:
             p.copy_((total / self._count).to(p.dtype))
 
 
+def _rollout_losses(model: EnsembleDynamics, first_mean: Tensor, first_losses: Tensor,
+                    s: Tensor, a: Tensor, ns: Tensor, batch_idx: Tensor, starts: Tensor,
+                    steps: int) -> Tensor:
+    """Per-member sum over ``steps`` open-loop steps of the z-scored delta MSE: step 1 is
+    ``first_losses`` (the minibatch's own), steps 2.. chain the member's predictions from
+    the transitions marked in ``starts`` (the others add only their first step). A sum, not
+    a mean: without successors the loss is exactly the one-step one (Adam does not care
+    about the scale)."""
+    ok = starts[batch_idx].to(first_mean.dtype)  # [E, B]
+    count = ok.sum(dim=1).clamp(min=1.0)
+    state = s[batch_idx] + model.delta_normalizer.denormalize(first_mean)
+    total = first_losses
+    last = s.shape[0] - 1
+    for m in range(1, steps):
+        j = (batch_idx + m).clamp(max=last)
+        mean, _ = model(model.normalized_inputs(state, a[j]))
+        err = (mean - model.normalized_delta(state, ns[j])).pow(2).mean(dim=2)
+        total = total + (err * ok).sum(dim=1) / count
+        state = state + model.delta_normalizer.denormalize(mean)
+    return total
+
+
 def _check_batch(name: str, batch: TransitionBatch, model: EnsembleDynamics) -> None:
     if not isinstance(batch, TransitionBatch):
         raise ValueError(f"{name} must be a TransitionBatch, got {type(batch).__name__}")
@@ -210,6 +244,8 @@ def train_ensemble(
     _check_batch("train", train, model)
     if val is not None:
         _check_batch("val", val, model)
+    if config.rollout_steps > 1 and model.probabilistic:
+        raise ValueError("TrainConfig.rollout_steps > 1 needs deterministic members")
     previous_threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -265,6 +301,10 @@ def _train(
             )
             val_x, val_y = model.normalized_inputs(vs, va), model.normalized_delta(vs, vns)
 
+    starts = None
+    if config.rollout_steps > 1:
+        starts = torch.zeros(len(train), dtype=torch.bool, device=device)
+        starts[open_loop_starts(train, config.rollout_steps).to(device)] = True
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     k, n = model.num_members, x.shape[0]
     bootstrap_idx = (
@@ -293,6 +333,9 @@ def _train(
                 )
             mean, logvar = model(xb)
             member_losses = _member_losses(mean, logvar, yb)
+            if starts is not None:
+                member_losses = _rollout_losses(model, mean, member_losses, s, a, ns,
+                                                batch_idx, starts, config.rollout_steps)
             loss = member_losses.sum()
             if config.logvar_bound_coef > 0:
                 loss = loss + config.logvar_bound_coef * model.logvar_bound_penalty()
