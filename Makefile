@@ -16,7 +16,8 @@ PKG_SOURCES := $(shell find mbrl_ros msg srv action launch config scripts -type 
 ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
-        bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-model-levers bench-soak clean \
+        bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-model-levers \
+        bench-plan-fidelity bench-soak clean \
         distclean
 
 help:
@@ -31,6 +32,8 @@ help:
 	@echo "            on a learned run's checkpoints, per planner variant (learning curves)"
 	@echo "make bench-model-levers RUN=...  one model per lever (epochs, probabilistic, members,"
 	@echo "            width) on that run's data, each evaluated closed-loop"
+	@echo "make bench-plan-fidelity MODELS=a.model,b.model  how well each model ranks the"
+	@echo "            planner's own candidates (the simulator scores a subset of them)"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
 	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
 	@echo "            soak_realtime.json)"
@@ -108,6 +111,11 @@ bench-checkpoints: $(STAMPS)/install
 
 bench-model-levers: $(STAMPS)/install
 	$(VPY) bench/bench_model_levers.py --run $(RUN)
+
+# How well learned models rank the planner's own candidates (simulator-scored samples).
+MODELS ?= $(RUN)/levers/as_run.model
+bench-plan-fidelity: $(STAMPS)/install
+	$(VPY) bench/bench_plan_fidelity.py --models $(MODELS)
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800

@@ -73,7 +73,10 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
                                                     "as_run,probabilistic", "--episodes", "1",
                                                     "--variants", "moderate", "--dtype",
                                                     "float32", "--perfect-runs",
-                                                    str(tmp_path / "runs")])):
+                                                    str(tmp_path / "runs")]),
+                         ("bench_plan_fidelity.py", ["--models", str(models[-1]), "--episodes",
+                                                     "1", "--every", "10", "--subset", "20",
+                                                     "--dtype", "float32"])):
         out = tmp_path / "results" / script.replace(".py", ".json")
         proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)],
                               capture_output=True, text=True, timeout=300, check=False)
@@ -93,6 +96,11 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
             for lever in result["levers"].values():
                 assert 0.0 <= lever["by_variant"]["moderate"]["drop_rate"] <= 1.0
             assert out.with_suffix(".png").stat().st_size > 10_000
+        elif script == "bench_plan_fidelity.py":  # the simulator scored the model's samples
+            (checked,) = result["models"].values()
+            assert checked["planning_steps_checked"] >= 1
+            assert -1.0 <= checked["spearman"] <= 1.0
+            assert 0.0 <= checked["best_percentile"] <= 1.0
         elif script == "bench_closed_loop.py":
             assert set(result["by_variant"]) == {"pddm", "pddm_bf16", "gentle"}
             assert result["bf16_speedup_p50"] > 0
@@ -248,3 +256,22 @@ def test_a_result_of_its_own_is_judged_by_the_recorded_bound_and_has_its_own_pic
     assert summary["learned_mppi"]["score_ratio_to_perfect"] == pytest.approx(0.5, rel=1e-4)
     assert (tmp_path / "results" / "learning_other_baoding.png").stat().st_size > 10_000
     assert not (tmp_path / "results" / "learning_baoding.png").exists()
+
+
+def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():
+    sys.path.insert(0, str(BENCH))
+    import torch
+    from bench_plan_fidelity import ranking
+
+    true = torch.linspace(-3.0, 0.0, 50)
+    perfect = ranking(true.clone(), true, gamma=10.0)
+    assert perfect["spearman"] == pytest.approx(1.0)
+    assert perfect["best_percentile"] == pytest.approx(49 / 50)
+    assert perfect["weighting_efficiency"] == pytest.approx(1.0)
+    reversed_ = ranking(-true, true, gamma=10.0)
+    assert reversed_["spearman"] == pytest.approx(-1.0)
+    assert reversed_["best_percentile"] == 0.0 and reversed_["weighting_efficiency"] < 0
+    # a drop the model cannot see: the simulator's -inf candidates rank last, not as NaN
+    true[:5] = -torch.inf
+    blind = ranking(torch.zeros(50), true, gamma=10.0)
+    assert blind["weighting_efficiency"] == pytest.approx(0.0, abs=1e-9)
