@@ -8,7 +8,9 @@ weights (3 members x 2 x 250 ReLU, state 40, action 24) with the Baoding reward,
 samples, horizon 7, one update per call (PDDM's setting); plus scaling points at
 N = 100, 2000, 4096 (H=7) and H = 15, 30 (N=700) for our MPPI and the peers, and the
 N=700 / N=4096 points on CUDA when a GPU is present. Efficiency = GFLOP of the plan's
-network passes / time / the single-thread fp32 matmul peak measured in the same run.
+network passes / time / the single-thread matmul peak measured in the same run, in the
+planner's precision (fp32; the bfloat16 planners against the bfloat16 peak, which a CPU
+with AVX512-BF16 or AMX puts well above the fp32 one).
 
 Fairness: every planner runs in this process, on one thread, under no_grad, with the same
 allocator settings, and the calls are interleaved round by round with a rotating order, so
@@ -118,8 +120,10 @@ def time_call(fn: Callable[[], object], sync: Callable[[], None] | None = None) 
     return 1e3 * (time.perf_counter() - start)
 
 
-def matmul_peak_gflops(quick: bool, device: str = "cpu") -> dict[str, float]:
-    """fp32 matmul throughput at our layer shapes and a large square one; ``peak`` = best."""
+def matmul_peak_gflops(quick: bool, device: str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Matmul throughput in ``dtype`` at our layer shapes and a large square one; ``peak`` =
+    best."""
     shapes = {
         "bmm_3x700x64x250": (3, 700, 64, 250),
         "bmm_3x700x250x250": (3, 700, 250, 250),
@@ -131,7 +135,8 @@ def matmul_peak_gflops(quick: bool, device: str = "cpu") -> dict[str, float]:
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
     out = {}
     for name, (b, m, k, n) in shapes.items():
-        x, w = torch.randn(b, m, k, device=device), torch.randn(b, k, n, device=device)
+        x = torch.randn(b, m, k, device=device, dtype=dtype)
+        w = torch.randn(b, k, n, device=device, dtype=dtype)
         for _ in range(2):
             torch.bmm(x, w)
         reps = 3 if quick else (5 if m >= 2048 else 15)
@@ -330,8 +335,11 @@ def run_point(bench: Bench, point: Point, warmup: int, rounds: int,
 
 
 def point_result(point: Point, times: dict[str, list[float]], fpp: int, members: int,
-                 peak: float) -> dict[str, Any]:
-    """Per-planner p50/p99 (ms), GFLOP per plan, GFLOP/s, efficiency, us per sample-step."""
+                 peak: float, bf16_peak: float | None = None) -> dict[str, Any]:
+    """Per-planner p50/p99 (ms), GFLOP per plan, GFLOP/s, efficiency, us per sample-step.
+
+    Efficiency is against the matmul peak of the planner's own precision: ``bf16_peak`` for
+    the ``*_bf16`` planners (where given), else ``peak`` (fp32)."""
     planners = {}
     for name, samples in times.items():
         stats = benchlib.summary(samples)
@@ -346,7 +354,8 @@ def point_result(point: Point, times: dict[str, list[float]], fpp: int, members:
             "calls": stats["n"],
             "gflop": gflop,
             "gflops": gflops,
-            "efficiency": gflops / peak,
+            "efficiency": gflops / (bf16_peak if bf16_peak and name.endswith("_bf16")
+                                    else peak),
             "us_per_sample_step": 1e3 * stats["p50"] / steps,
         }
     return {"N": point.n, "H": point.h, "device": point.device, "rounds": len(
@@ -495,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
 
     log("phase 1/5: single-thread matmul peak")
     peak = matmul_peak_gflops(args.quick)
-    log(f"  peak {peak['peak']:.1f} GFLOP/s")
+    bf16_peak = matmul_peak_gflops(args.quick, dtype=torch.bfloat16)
+    log(f"  peak {peak['peak']:.1f} GFLOP/s (bfloat16: {bf16_peak['peak']:.1f})")
     cuda_peak = matmul_peak_gflops(args.quick, "cuda") if cuda else None
 
     task = BaodingTask()
@@ -513,13 +523,15 @@ def main(argv: list[str] | None = None) -> int:
     log(f"phase 3/5: allocator tuned ({'applied' if tuned else 'not glibc'}); all planners at "
         f"N={N_SAMPLES} H={HORIZON}, {warmup} warm-up + {repeats} interleaved rounds")
     results = [point_result(points[0], run_point(bench, points[0], warmup, repeats, 5), fpp,
-                            members, peak["peak"])]
+                            members, peak["peak"], bf16_peak["peak"])]
 
     log(f"phase 4/5: scaling points, MPPI trio, {scaling_repeats} rounds each")
     for point in points[1:]:
-        p_peak = cuda_peak["peak"] if point.device == "cuda" and cuda_peak else peak["peak"]
+        on_cpu = point.device == "cpu"
+        p_peak = peak["peak"] if on_cpu or not cuda_peak else cuda_peak["peak"]
         times = run_point(bench, point, max(1, warmup // 2), scaling_repeats)
-        results.append(point_result(point, times, fpp, members, p_peak))
+        results.append(point_result(point, times, fpp, members, p_peak,
+                                    bf16_peak["peak"] if on_cpu else None))
         log(f"  {point.label}: " + ", ".join(
             f"{k} {v['p50_ms']:.1f} ms" for k, v in results[-1]["planners"].items()))
 
@@ -559,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                  if cuda else "not available"),
         "matmul_peak_gflops": peak["peak"],
         "matmul_shapes_gflops": peak,
+        "matmul_peak_gflops_bf16": bf16_peak["peak"],
+        "matmul_shapes_gflops_bf16": bf16_peak,
         "allocator": {
             "tuned": tuned,
             "rounds_default": allocator_rounds,
