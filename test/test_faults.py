@@ -687,7 +687,22 @@ def test_6_overload_holds_the_rate_with_fallbacks_and_recovers(stack):
     w = stack.watch
     before = w.values("planner")
     start = time.monotonic()
-    w.set_param("planner", num_samples=20000, horizon=20)  # a plan takes about 0.5-1 s
+    # a plan takes about 0.5-1 s on the Intel Xeon; on the AMD EPYC 20000 samples left a third
+    # of the ticks on time (33 fallbacks in 49 commands)
+    w.set_param("planner", num_samples=50000, horizon=20)
+    try:
+        _overload_window(stack, w, start, before)
+    finally:  # recorded even when the checks fail: test_7 excuses the episodes it touched
+        w.set_param("planner", num_samples=100, horizon=7)
+        back = time.monotonic()
+        wait_for(lambda: w.planning(back, 20), 30, "on-time plans again")
+        stack.overloads.append((start, time.monotonic()))
+    recovered = [m for m in w.actions_between(back) if m.stats.planner == "mppi"]
+    assert recovered[-1].stats.num_samples == 100 and recovered[-1].stats.horizon == 7
+
+
+def _overload_window(stack, w, start: float, before: dict) -> None:
+    """Five seconds of the overloaded planner: the rate holds, by fallbacks."""
     wait_for(lambda: sum(m.stats.fallback for m in w.actions_between(start)) >= 5, 30,
              "fallback actions")
     window_start = time.monotonic()
@@ -712,18 +727,11 @@ def test_6_overload_holds_the_rate_with_fallbacks_and_recovers(stack):
     episodes = len({m.episode_id for m in window})
     misses = window[-1].stats.deadline_misses - window[0].stats.deadline_misses
     assert misses >= fallback - episodes - 1, (misses, fallback, episodes)
-    assert all(m.stats.num_samples == 20000 for m in late if m.stats.planner == "mppi")
+    assert all(m.stats.num_samples == 50000 for m in late if m.stats.planner == "mppi")
     assert w.diagnostic(window_start, "mpc_planner", 1, "deadline misses")
     after = w.values("planner")
     assert int(after["deadline_misses"]) > int(before["deadline_misses"]) + fallback // 2
     assert episodes >= 2  # episodes go on
-
-    w.set_param("planner", num_samples=100, horizon=7)
-    back = time.monotonic()
-    wait_for(lambda: w.planning(back, 20), 30, "on-time plans again")
-    stack.overloads.append((start, time.monotonic()))
-    recovered = [m for m in w.actions_between(back) if m.stats.planner == "mppi"]
-    assert recovered[-1].stats.num_samples == 100 and recovered[-1].stats.horizon == 7
 
 
 def test_7_every_executed_step_of_an_untouched_episode_is_stored(stack):
