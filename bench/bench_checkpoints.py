@@ -104,14 +104,21 @@ def perfect_bound(runs: Path, task: str = "baoding") -> dict[str, float] | None:
     return None
 
 
-def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int
-             ) -> dict[str, Any]:
+def controller(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str
+               ) -> tuple[ModelPredictiveController, dict[str, Any]]:
+    """MPC on the model at ``path`` with the run's planner plus ``overrides``, and the
+    planner parameter values it uses."""
     values = planner_values(RunSpec(task=env.task.name, planner_overrides=overrides))
-    settings = planner_settings(values)
     model, _ = load_model(path)
     model.set_inference_dtype(INFERENCE_DTYPES[dtype])
-    mpc = ModelPredictiveController(settings.build(model, env.task), env.task)
-    eps = [episode(env, mpc, seed=EVAL_SEED + k, horizon=settings.horizon)
+    return ModelPredictiveController(planner_settings(values).build(model, env.task),
+                                     env.task), values
+
+
+def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int
+             ) -> dict[str, Any]:
+    mpc, _ = controller(env, path, overrides, dtype)
+    eps = [episode(env, mpc, seed=EVAL_SEED + k, horizon=mpc.planner.horizon)
            for k in range(episodes)]
     return {"episodes": episodes,
             "drop_rate": float(np.mean([e["drop"] for e in eps])),

@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from mbrl_ros.core.models.serialization import load_model
 from mbrl_ros.core.planning.mpc import ModelPredictiveController
@@ -52,9 +54,11 @@ def newest_model(folder: Path) -> Path | None:
     return models[-1] if models else None
 
 
-def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: int
-            ) -> dict[str, Any]:
-    """One MPC episode (ends at a drop); its metrics and plan times."""
+def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: int,
+            planned: Callable[[int, Tensor, Tensor], None] | None = None) -> dict[str, Any]:
+    """One MPC episode (ends at a drop); its metrics and plan times. ``planned(t, state,
+    goals_window)`` runs after each plan, before the action is executed (the simulator still
+    holds the state planned from)."""
     task = env.task
     obs, info = env.reset(seed=seed)
     goals = torch.as_tensor(info["goals"], dtype=torch.float32)
@@ -62,9 +66,12 @@ def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: in
     states, actions, plan_ms = [obs], [], []
     for t in range(goals.shape[0] - 1):
         window = task.goal_window(goals, t + 1, horizon)
+        state = torch.as_tensor(obs, dtype=torch.float32)
         tic = time.perf_counter()
-        action = mpc.step(torch.as_tensor(obs, dtype=torch.float32), window).numpy()
+        action = mpc.step(state, window).numpy()
         plan_ms.append(1e3 * (time.perf_counter() - tic))
+        if planned is not None:
+            planned(t, state, window)
         obs, _, terminated, truncated, _ = env.step(action)
         states.append(obs)
         actions.append(np.asarray(action, dtype=np.float64))

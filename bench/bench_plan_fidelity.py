@@ -27,17 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_checkpoints import EVAL_SEED, VARIANTS, perfect_bound
+from bench_checkpoints import EVAL_SEED, PERFECT_RUNS, VARIANTS, controller, perfect_bound
+from bench_closed_loop import episode
 
 from mbrl_ros.core.models.evaluation import spearman
-from mbrl_ros.core.models.serialization import load_model
 from mbrl_ros.core.planners.rollout import TrajectoryScorer
-from mbrl_ros.core.planning.mpc import ModelPredictiveController
-from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, planner_settings
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
-from learning.pddm_run import RunSpec, planner_values
 from learning.true_model import SimulatorModel
 
 log = benchlib.Logger("bench_plan_fidelity")
@@ -64,43 +61,25 @@ def ranking(predicted: torch.Tensor, true: torch.Tensor, gamma: float) -> dict[s
 
 def evaluate(env: HandEnv, path: Path, variant: str, episodes: int, every: int, subset: int,
              dtype: str) -> dict[str, Any]:
-    values = planner_values(RunSpec(task="baoding", planner_overrides=VARIANTS[variant]))
-    settings = planner_settings(values)
-    model, _ = load_model(path)
-    model.set_inference_dtype(INFERENCE_DTYPES[dtype])
-    mpc = ModelPredictiveController(settings.build(model, env.task), env.task)
+    mpc, values = controller(env, path, VARIANTS[variant], dtype)
     truth = SimulatorModel(env.sim)
     true_scorer = TrajectoryScorer(truth, env.task)
     pick = torch.Generator().manual_seed(0)
-    task, rows, per_episode = env.task, [], []
+    rows: list[dict[str, float]] = []
+
+    def check(t: int, state: torch.Tensor, window: torch.Tensor) -> None:
+        if t % every:
+            return
+        planner = mpc.planner
+        chosen = torch.randperm(planner.last_samples.shape[0], generator=pick)[:subset]
+        truth.anchor(env.sim.get_state(), state.numpy())
+        with torch.no_grad():
+            true = true_scorer.scores(state, planner.last_samples[chosen].clone(), window)
+        rows.append(ranking(planner.last_scores[chosen], true, float(values["gamma"])))
+
     try:
-        for k in range(episodes):
-            obs, info = env.reset(seed=EVAL_SEED + k)
-            goals = torch.as_tensor(info["goals"], dtype=torch.float32)
-            mpc.reset()
-            states, actions = [obs], []
-            for t in range(goals.shape[0] - 1):
-                window = task.goal_window(goals, t + 1, settings.horizon)
-                state = torch.as_tensor(obs, dtype=torch.float32)
-                sim_state = env.sim.get_state()
-                action = mpc.step(state, window).numpy()
-                if t % every == 0:
-                    planner = mpc.planner
-                    chosen = torch.randperm(planner.last_samples.shape[0], generator=pick)[:subset]
-                    samples = planner.last_samples[chosen].clone()
-                    predicted = planner.last_scores[chosen].clone()
-                    truth.anchor(sim_state, obs)
-                    with torch.no_grad():
-                        true = true_scorer.scores(state, samples, window)
-                    rows.append(ranking(predicted, true, float(values["gamma"])))
-                obs, _, terminated, truncated, _ = env.step(action)
-                states.append(obs)
-                actions.append(np.asarray(action, dtype=np.float64))
-                if terminated or truncated:
-                    break
-            per_episode.append(task.episode_metrics(
-                torch.as_tensor(np.asarray(states)), torch.as_tensor(np.asarray(actions)),
-                goals[: len(states)].double()))
+        per_episode = [episode(env, mpc, seed=EVAL_SEED + k, horizon=mpc.planner.horizon,
+                               planned=check) for k in range(episodes)]
     finally:
         truth.close()
     out = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
@@ -122,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     env = HandEnv("baoding")
-    bound = perfect_bound(Path("runs/bench_learning/pddm"))
+    bound = perfect_bound(PERFECT_RUNS)
     results = {}
     for text in args.models.split(","):
         path = Path(text)
