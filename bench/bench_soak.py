@@ -249,6 +249,7 @@ class Stream:
     states: set[tuple[int, int]] = field(default_factory=set)
     actions: set[tuple[int, int]] = field(default_factory=set)
     lengths: dict[int, int] = field(default_factory=dict)
+    drops: dict[int, int] = field(default_factory=dict)
     stale_states: set[tuple[int, int]] = field(default_factory=set)
     trainings: list[dict[str, Any]] = field(default_factory=list)
     num_transitions: list[tuple[float, int]] = field(default_factory=list)
@@ -260,14 +261,20 @@ class Probe:
     trainer's ``~/num_transitions`` (single-threaded executor in a thread)."""
 
     def __init__(self, t0: float) -> None:
+        import torch
         from std_msgs.msg import Float64
 
+        from mbrl_ros.core.tasks.from_values import stack_task
         from mbrl_ros.msg import GoalSchedule, PlannedAction, TaskState, TrainingMetrics
         from mbrl_ros.nodes.conversions import RECORDED_QOS_DEPTH, SCHEDULE_SUB_QOS
         from mbrl_ros.srv import GetStatus
 
         self.t0 = t0
         self.stream = Stream()
+        task = stack_task("baoding")  # the soak's task, to see where a drop ended one
+        self._dims = (task.state_dim, task.goal_dim)
+        self._terminal = lambda state, goal: bool(task.terminates(
+            torch.tensor(state, dtype=torch.float64), torch.tensor(goal, dtype=torch.float64)))
         self._ros = benchlib.ProbeNode("bench_soak_probe")
         node = self.node = self._ros.node
         node.create_subscription(TaskState, f"{NS}/task_state", self._on_state,
@@ -291,10 +298,18 @@ class Probe:
 
     def _on_state(self, msg: Any) -> None:
         key = (int(msg.episode_id), int(msg.step))
+        # A drop ends an episode at that state; the shortened schedule that says so can be
+        # replaced in the depth-1 latched publisher by the next episode's before this
+        # subscriber (on a busy machine) took it, so the bench sees the drop itself.
+        dropped = (not msg.stale and key[1] > 0
+                   and (len(msg.state), len(msg.goal)) == self._dims
+                   and self._terminal(msg.state, msg.goal))
         with self.stream.lock:
             self.stream.states.add(key)
             if msg.stale:
                 self.stream.stale_states.add(key)
+            if dropped:
+                self.stream.drops[key[0]] = min(key[1], self.stream.drops.get(key[0], key[1]))
 
     def _on_action(self, msg: Any) -> None:
         with self.stream.lock:
@@ -323,8 +338,9 @@ class Probe:
     def counts(self) -> tuple[int, int, int]:
         """(transitions executed so far, the trainer's last count, models accepted)."""
         with self.stream.lock:
+            lengths = episode_lengths(self.stream.lengths, self.stream.drops)
             executed = sum(executed_per_episode(self.stream.states, self.stream.actions,
-                                                self.stream.lengths).values())
+                                                lengths).values())
             stored = self.stream.num_transitions[-1][1] if self.stream.num_transitions else 0
             models = sum(r["accepted"] for r in self.stream.trainings)
         return executed, stored, models
@@ -349,6 +365,12 @@ class Probe:
 
 
 # ----- analysis (pure functions) -----------------------------------------------------------------
+def episode_lengths(scheduled: Mapping[int, int], drops: Mapping[int, int]) -> dict[int, int]:
+    """Each episode's length: its schedule's, or the step of its first dropped state."""
+    return {e: min(length, drops[e]) if e in drops and length > 0 else length
+            for e, length in scheduled.items()}
+
+
 def executed_per_episode(states: Iterable[tuple[int, int]], actions: Iterable[tuple[int, int]],
                          lengths: Mapping[int, int]) -> dict[int, int]:
     """Transitions executed per episode: steps k with an action (N, k) and a next state
@@ -456,7 +478,8 @@ def first_observed_episode(states: Iterable[tuple[int, int]],
 
 def transition_accounting(executed: Mapping[int, int], lengths: Mapping[int, int],
                           recorded: Mapping[int, int], ends: Mapping[int, list[str]],
-                          finished: set[int], observed_from: int | None) -> dict[str, Any]:
+                          finished: set[int], observed_from: int | None,
+                          states: Iterable[tuple[int, int]] = ()) -> dict[str, Any]:
     """Executed vs recorded over the episodes the bench saw from their start
     (``observed_from`` on), with the episode cut by the stop (the newest one, if its last
     state never came) accounted separately; earlier episodes are listed as not observed."""
@@ -471,6 +494,8 @@ def transition_accounting(executed: Mapping[int, int], lengths: Mapping[int, int
                    "ends": ends.get(e, [])}
                   for e in complete if executed.get(e, 0) != recorded.get(e, 0)]
     short = [e for e in complete if e not in finished]
+    last_step = {e: max(k for f, k in states if f == e) for e in short
+                 if any(f == e for f, _ in states)}
     executed_complete = sum(executed.get(e, 0) for e in complete)
     recorded_complete = sum(recorded.get(e, 0) for e in complete)
     out: dict[str, Any] = {
@@ -483,6 +508,9 @@ def transition_accounting(executed: Mapping[int, int], lengths: Mapping[int, int
         "difference_complete_episodes": recorded_complete - executed_complete,
         "episodes_with_a_difference": mismatched[:20],
         "episodes_not_run_to_the_end": len(short),
+        "short_episodes": [{"episode_id": e, "length": lengths.get(e, 0),
+                            "last_state_seen": last_step.get(e), "ends": ends.get(e, [])}
+                           for e in short[:20]],
         "cut_episode": None,
         "not_observed": {"episodes": len(unseen), "episode_ids": unseen[:50],
                          "recorded": sum(recorded.get(e, 0) for e in unseen)},
@@ -618,14 +646,19 @@ def transitions_report(run: StackRun, dataset_dir: Path, warm_t: float
     """The accounting of executed vs recorded transitions, the dataset's bytes per
     transition and the trainer's data growth after warm-up (MB/hour)."""
     stream = run.stream
-    executed = executed_per_episode(stream.states, stream.actions, stream.lengths)
+    lengths = episode_lengths(stream.lengths, stream.drops)
+    executed = executed_per_episode(stream.states, stream.actions, lengths)
     recorded, ends, total_on_disk, bytes_per_transition = recorded_per_episode(dataset_dir)
-    accounting = transition_accounting(executed, stream.lengths, recorded, ends,
-                                       finished_episodes(stream.states, stream.lengths),
-                                       first_observed_episode(stream.states, stream.actions))
+    accounting = transition_accounting(executed, lengths, recorded, ends,
+                                       finished_episodes(stream.states, lengths),
+                                       first_observed_episode(stream.states, stream.actions),
+                                       stream.states)
     counts = stream.num_transitions
     accounting.update({
         "recorded_on_disk": total_on_disk,
+        "drops_seen": len(stream.drops),
+        "drops_whose_shortened_schedule_was_missed": sum(
+            stream.lengths.get(e, 0) > step for e, step in stream.drops.items()),
         "num_transitions_topic_last": counts[-1][1] if counts else None,
         "trainer_status_before_stop": run.trainer_status,
         "stale_states_seen": len(stream.stale_states),

@@ -50,6 +50,21 @@ def test_the_stop_cut_episode_is_accounted_apart_from_complete_ones():
     assert acc["executed"] == acc["recorded"] == 3 and acc["recorded_all"] == 9
 
 
+def test_an_episode_the_bench_saw_drop_ends_there_without_its_shortened_schedule():
+    bench = bench_module("bench_soak")
+    # episode 1 dropped at state 2; its shortened schedule never reached the bench
+    lengths = bench.episode_lengths({1: 5, 2: 5, 3: 0}, {1: 2, 3: 4})
+    assert lengths == {1: 2, 2: 5, 3: 0}
+    states = {(1, k) for k in range(3)} | {(2, k) for k in range(4)} | {(4, 0)}
+    assert bench.finished_episodes(states, lengths) == {1}
+    acc = bench.transition_accounting({1: 2, 2: 3, 4: 0}, {**lengths, 4: 5}, {1: 2, 2: 3}, {},
+                                      {1}, 1, states)
+    # episode 2 stopped at state 3 of 5 and episode 4 is the one the stop cut
+    assert acc["episodes_not_run_to_the_end"] == 1
+    assert acc["short_episodes"] == [{"episode_id": 2, "length": 5, "last_state_seen": 3,
+                                      "ends": []}]
+
+
 def test_the_bench_compares_from_the_first_episode_it_saw_on_both_streams():
     bench = bench_module("bench_soak")
     # schedule and states of episode 2 from step 0, but the planner matched only later
