@@ -222,6 +222,28 @@ def test_chained_loss_is_zero_for_an_exact_member_and_grows_with_steps_for_a_wro
     assert 0 < losses[1][1] < losses[2][1] < losses[4][1]
 
 
+def test_output_weights_scale_each_dimensions_share_of_the_loss():
+    from mbrl_ros.core.models.training import _member_losses
+
+    g = torch.Generator().manual_seed(3)
+    mean, y = torch.randn(2, 5, S, generator=g), torch.randn(2, 5, S, generator=g)
+    w = torch.tensor([3.0, 0.0, 0.0])
+    expected = ((mean - y).pow(2)[..., 0] * 3.0).mean(dim=1) / S
+    assert torch.allclose(_member_losses(mean, None, y, w), expected)
+    # weighing dimension 0 ten times the others: it is fitted better than without weights
+    train, val = linear_batch(600, seed=30, noise_std=0.3), linear_batch(2000, seed=31)
+    config = TrainConfig(epochs=3, batch_size=100, input_noise=0.0)
+    errors = {}
+    for name, weights in (("plain", None), ("dim0", (10.0, 1.0, 1.0))):
+        model = small_model()
+        train_ensemble(model, train, None, dataclasses.replace(config, output_weights=weights))
+        with torch.no_grad():
+            pred = model.predict(val.state, val.action).mean(dim=0)
+        errors[name] = (pred - val.next_state).pow(2).mean(dim=0)
+    assert errors["dim0"][0] < errors["plain"][0], errors
+    assert errors["dim0"][1:].sum() > errors["plain"][1:].sum(), errors
+
+
 def test_early_stopping_restores_best_epoch():
     train = linear_batch(500, seed=7)
     # Validation data from different dynamics: its loss stops improving early.
@@ -277,6 +299,12 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="deterministic"):
         train_ensemble(small_model(probabilistic=True), linear_batch(50, seed=1), None,
                        TrainConfig(epochs=1, rollout_steps=2))
+    for weights in ((1.0, 0.0, 1.0), (1.0, math.nan, 1.0), ()):
+        with pytest.raises(ValueError, match="output_weights"):
+            TrainConfig(output_weights=weights)
+    with pytest.raises(ValueError, match="state dimension"):
+        train_ensemble(model, linear_batch(50, seed=1), None,
+                       TrainConfig(epochs=1, output_weights=(1.0, 2.0)))
     with pytest.raises(ValueError, match="dims"):
         wrong = TransitionBatch.from_arrays(
             torch.zeros(5, S + 1), torch.zeros(5, A), torch.zeros(5, S + 1)

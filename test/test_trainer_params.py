@@ -39,6 +39,13 @@ def test_training_levers_reach_the_train_config_and_bad_combinations_are_refused
     values.update({"train.average_last_epochs": 10, "train.rollout_steps": 3})
     train = retrain_settings(make_task("baoding"), values).train
     assert (train.average_last_epochs, train.rollout_steps) == (10, 3)
+    assert train.output_weights is None  # PDDM: every state field alike
+    values["train.object_loss_weight"] = 4.0
+    weights = retrain_settings(make_task("baoding"), values).train.output_weights
+    balls = set(make_task("baoding").object_state_dims)
+    assert len(balls) == 12 and len(weights) == 40
+    assert [d for d, w in enumerate(weights) if w == 4.0] == sorted(balls)
+    assert all(w == 1.0 for d, w in enumerate(weights) if d not in balls)
     # a job of fewer epochs than averaged averages all of them
     assert retrain_settings(make_task("baoding"), values, epochs=4).train.average_last_epochs == 4
     assert all(check(values) is None for check in PARAM_CHECKS)

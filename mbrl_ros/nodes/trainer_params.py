@@ -45,6 +45,9 @@ PARAMS = [
     Param("train.rollout_steps", 1, "1 fits one-step predictions (PDDM); k > 1 also fits "
           "each member's own k-step open-loop chain within an episode (deterministic "
           "members)", 1, 100),
+    Param("train.object_loss_weight", 1.0, "loss weight of the tracked objects' state "
+          "fields (Baoding's balls, the cube) against the other fields' 1 (PDDM: 1, all "
+          "alike); the planner's reward reads the objects", 0.01, 100.0),
     Param("train.input_noise", 0.01, "std of Gaussian noise on z-scored inputs and targets "
           "(PDDM 1%)", 0.0, 10.0),
     Param("train.val_fraction", 0.1, "fraction of episodes held out for validation "
@@ -91,6 +94,7 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         lr_schedule=p["train.lr_schedule"],
         average_last_epochs=min(p["train.average_last_epochs"], epochs or p["train.epochs"]),
         rollout_steps=p["train.rollout_steps"],
+        output_weights=object_loss_weights(task, p["train.object_loss_weight"]),
         from_scratch=from_scratch or p["train.from_scratch"],
         seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
     augment = task.augmentation if p["train.ball_swap"] else None
@@ -98,6 +102,15 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         architecture=architecture, train=train, val_fraction=p["train.val_fraction"],
         split_seed=p["train.seed"], augment=augment, eval_horizon=p["eval_horizon"],
         max_val_mse=p["max_val_loss"])
+
+
+def object_loss_weights(task: Task, weight: float) -> tuple[float, ...] | None:
+    """Per state dimension loss weights: ``weight`` on the task's objects, 1 elsewhere
+    (None when all are 1: PDDM's loss)."""
+    objects = set(task.object_state_dims)
+    if weight == 1.0 or not objects:
+        return None
+    return tuple(float(weight) if d in objects else 1.0 for d in range(task.state_dim))
 
 
 def _hidden_check(values: dict[str, Any]) -> str | None:

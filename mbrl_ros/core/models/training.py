@@ -56,6 +56,10 @@ class TrainConfig:
       k steps of its error against the recorded states (so is the reported train loss): the
       planner chains 7 predictions, and this trains the chain, not only its first link.
       Deterministic members only.
+    - ``output_weights``: None (PDDM) weighs every predicted state dimension alike; a
+      positive weight per state dimension scales its share of the loss (rescaled to mean 1,
+      so the loss keeps its size): the planner's reward reads some dimensions (Baoding's
+      balls) far more than the others (24 joint angles that follow their commands).
     """
 
     lr: float = 1e-3
@@ -74,6 +78,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     average_last_epochs: int = 0
     rollout_steps: int = 1
+    output_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -100,6 +105,11 @@ class TrainConfig:
                 or self.rollout_steps < 1):
             raise ValueError(f"TrainConfig.rollout_steps must be an int >= 1, "
                              f"got {self.rollout_steps!r}")
+        if self.output_weights is not None and not (
+                len(self.output_weights) > 0
+                and all(math.isfinite(w) and w > 0 for w in self.output_weights)):
+            raise ValueError("TrainConfig.output_weights must be None or finite weights > 0, "
+                             f"got {self.output_weights!r}")
         if self.average_last_epochs and self.patience is not None:
             raise ValueError("TrainConfig.average_last_epochs and patience do not combine "
                              "(which epochs would be averaged is not known in advance)")
@@ -139,17 +149,32 @@ class TrainResult:
 ProgressFn = Callable[[int, dict[str, Any]], None]
 
 
-def _member_losses(mean: Tensor, logvar: Tensor | None, y: Tensor) -> Tensor:
-    """Per-member loss ``[E]`` from normalized predictions and targets ``[E, B, S]``."""
+def _member_losses(mean: Tensor, logvar: Tensor | None, y: Tensor,
+                   weights: Tensor | None = None) -> Tensor:
+    """Per-member loss ``[E]`` from normalized predictions and targets ``[E, B, S]``;
+    ``weights`` ``[S]`` (mean 1) scale each state dimension's terms."""
     if logvar is None:
-        return (mean - y).pow(2).mean(dim=(1, 2))
-    nll = 0.5 * ((mean - y).pow(2) * torch.exp(-logvar) + logvar) + _HALF_LOG_2PI
-    return nll.mean(dim=(1, 2))
+        terms = (mean - y).pow(2)
+    else:
+        terms = 0.5 * ((mean - y).pow(2) * torch.exp(-logvar) + logvar) + _HALF_LOG_2PI
+    if weights is not None:
+        terms = terms * weights
+    return terms.mean(dim=(1, 2))
+
+
+def _loss_weights(config: TrainConfig, model: EnsembleDynamics, device: torch.device
+                  ) -> Tensor | None:
+    if config.output_weights is None:
+        return None
+    w = torch.tensor(config.output_weights, dtype=model.dtype, device=device)
+    return w / w.mean()
 
 
 @torch.no_grad()
-def _evaluate(model: EnsembleDynamics, x: Tensor, y: Tensor) -> dict[str, float]:
-    """Loss and MSE (z-scored and raw delta units) averaged over members, no noise."""
+def _evaluate(model: EnsembleDynamics, x: Tensor, y: Tensor,
+              weights: Tensor | None = None) -> dict[str, float]:
+    """Loss (weighted as in training) and MSE (z-scored and raw delta units, unweighted)
+    averaged over members, no noise."""
     k = model.num_members
     loss = torch.zeros(k, device=x.device, dtype=torch.float64)
     sq_norm = torch.zeros_like(loss)
@@ -160,7 +185,7 @@ def _evaluate(model: EnsembleDynamics, x: Tensor, y: Tensor) -> dict[str, float]
         yb = y[start : start + _EVAL_CHUNK].expand(k, -1, -1)
         n = xb.shape[1]
         mean, logvar = model(xb)
-        loss += _member_losses(mean, logvar, yb).double() * n
+        loss += _member_losses(mean, logvar, yb, weights).double() * n
         err2 = (mean - yb).pow(2)
         sq_norm += err2.mean(dim=2).sum(dim=1).double()
         sq_raw += (err2 * std2).mean(dim=2).sum(dim=1).double()
@@ -194,7 +219,7 @@ class _WeightAverage:
 
 def _rollout_losses(model: EnsembleDynamics, first_mean: Tensor, first_losses: Tensor,
                     s: Tensor, a: Tensor, ns: Tensor, batch_idx: Tensor, starts: Tensor,
-                    steps: int) -> Tensor:
+                    steps: int, weights: Tensor | None = None) -> Tensor:
     """Per-member sum over ``steps`` open-loop steps of the z-scored delta MSE: step 1 is
     ``first_losses`` (the minibatch's own), steps 2.. chain the member's predictions from
     the transitions marked in ``starts`` (the others add only their first step). A sum, not
@@ -208,7 +233,8 @@ def _rollout_losses(model: EnsembleDynamics, first_mean: Tensor, first_losses: T
     for m in range(1, steps):
         j = (batch_idx + m).clamp(max=last)
         mean, _ = model(model.normalized_inputs(state, a[j]))
-        err = (mean - model.normalized_delta(state, ns[j])).pow(2).mean(dim=2)
+        err2 = (mean - model.normalized_delta(state, ns[j])).pow(2)
+        err = (err2 if weights is None else err2 * weights).mean(dim=2)
         total = total + (err * ok).sum(dim=1) / count
         state = state + model.delta_normalizer.denormalize(mean)
     return total
@@ -246,6 +272,9 @@ def train_ensemble(
         _check_batch("val", val, model)
     if config.rollout_steps > 1 and model.probabilistic:
         raise ValueError("TrainConfig.rollout_steps > 1 needs deterministic members")
+    if config.output_weights is not None and len(config.output_weights) != model.state_dim:
+        raise ValueError(f"TrainConfig.output_weights has {len(config.output_weights)} "
+                         f"weights for a model of state dimension {model.state_dim}")
     previous_threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -316,6 +345,7 @@ def _train(
     total_steps = config.epochs * math.ceil(n / config.batch_size)
     step = 0
     averaged = _WeightAverage(model) if config.average_last_epochs else None
+    weights = _loss_weights(config, model, device)
 
     for epoch in range(1, config.epochs + 1):
         order = torch.argsort(torch.rand(k, n, generator=generator, device=device), dim=1)
@@ -332,10 +362,11 @@ def _train(
                     yb.shape, generator=generator, device=device, dtype=dtype
                 )
             mean, logvar = model(xb)
-            member_losses = _member_losses(mean, logvar, yb)
+            member_losses = _member_losses(mean, logvar, yb, weights)
             if starts is not None:
                 member_losses = _rollout_losses(model, mean, member_losses, s, a, ns,
-                                                batch_idx, starts, config.rollout_steps)
+                                                batch_idx, starts, config.rollout_steps,
+                                                weights)
             loss = member_losses.sum()
             if config.logvar_bound_coef > 0:
                 loss = loss + config.logvar_bound_coef * model.logvar_bound_penalty()
@@ -368,7 +399,7 @@ def _train(
         metrics: dict[str, Any] = {"train_loss": result.train_loss[-1]}
 
         if val is not None:
-            val_metrics = _evaluate(model, val_x, val_y)
+            val_metrics = _evaluate(model, val_x, val_y, weights)
             if not math.isfinite(val_metrics["loss"]):
                 return diverge(
                     f"non-finite validation loss ({val_metrics['loss']:g}) at epoch {epoch}",
@@ -394,14 +425,14 @@ def _train(
         model.load_state_dict(best_state)
     if averaged is not None:
         averaged.load_into(model)
-    final = _evaluate(model, x, y)
+    final = _evaluate(model, x, y, weights)
     result.final_metrics = {
         "train_loss": final["loss"],
         "train_mse_norm": final["mse_norm"],
         "train_mse_raw": final["mse_raw"],
     }
     if val is not None:
-        final_val = _evaluate(model, val_x, val_y)
+        final_val = _evaluate(model, val_x, val_y, weights)
         result.final_metrics.update(
             val_loss=final_val["loss"],
             val_mse_norm=final_val["mse_norm"],

@@ -167,6 +167,15 @@ class Task(ABC):
         span = self.goal_slice
         return () if span is None else tuple(range(span.start, span.stop))
 
+    @property
+    def object_state_dims(self) -> tuple[int, ...]:
+        """The state dimensions the tracked objects' fields occupy (positions, velocities
+        and, for oriented objects, angles and rates)."""
+        dims = {d for obj in self.tracked_objects for name in obj.fields
+                for d in range(self.layout.start(name),
+                               self.layout.start(name) + self.layout.size(name))}
+        return tuple(sorted(dims))
+
     # ------------------------------------------------------------------ goals
     @abstractmethod
     def episode_goals(self, seed: int, length: int | None = None) -> Tensor:
