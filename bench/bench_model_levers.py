@@ -53,8 +53,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     "epochs_40": {"train.epochs": 40},
     "epochs_80": {"train.epochs": 80},
     "probabilistic": {"ensemble.probabilistic": True},
-    "members_5": {"ensemble.members": 5},
-    "wide_500": {"ensemble.hidden": [500, 500]},
+    **_over_seeds("members_5", {"ensemble.members": 5}),
+    # ten members: the planner averages each candidate's score over more independent errors
+    **_over_seeds("members_10", {"ensemble.members": 10}),
+    **_over_seeds("wide_500", {"ensemble.hidden": [500, 500]}),
     # the same training with other seeds (weight init and validation split): how much two
     # models of the same data differ in closed loop
     "seed_1": {"train.seed": 1},
@@ -71,6 +73,12 @@ LEVERS: dict[str, dict[str, Any]] = {
     **_over_seeds("last_weights", {"train.average_last_epochs": 0}),
     # each member also fitted on its own 3-step open-loop chain (train.rollout_steps)
     **_over_seeds("rollout_3", {"train.rollout_steps": 3}),
+    # more noise on the z-scored inputs and targets than PDDM's 1%: smoother members, which
+    # the planner queries off the recorded actions
+    **_over_seeds("noise_5pct", {"train.input_noise": 0.05}),
+    **_over_seeds("noise_10pct", {"train.input_noise": 0.1}),
+    # the tracked objects' state fields (Baoding's balls) weigh 4x the others in the loss
+    **_over_seeds("objects_x4", {"train.object_loss_weight": 4.0}),
     # the mean of the last 10 epochs' weights instead of the last step's
     **_over_seeds("batch_256_swa10", {"train.batch_size": 256,
                                       "train.average_last_epochs": 10}),
