@@ -494,8 +494,9 @@ def transition_accounting(executed: Mapping[int, int], lengths: Mapping[int, int
                    "ends": ends.get(e, [])}
                   for e in complete if executed.get(e, 0) != recorded.get(e, 0)]
     short = [e for e in complete if e not in finished]
-    last_step = {e: max(k for f, k in states if f == e) for e in short
-                 if any(f == e for f, _ in states)}
+    last_step: dict[int, int] = {}
+    for e, k in states:
+        last_step[e] = max(k, last_step.get(e, k))
     executed_complete = sum(executed.get(e, 0) for e in complete)
     recorded_complete = sum(recorded.get(e, 0) for e in complete)
     out: dict[str, Any] = {

@@ -171,10 +171,8 @@ class Task(ABC):
     def object_state_dims(self) -> tuple[int, ...]:
         """The state dimensions the tracked objects' fields occupy (positions, velocities
         and, for oriented objects, angles and rates)."""
-        dims = {d for obj in self.tracked_objects for name in obj.fields
-                for d in range(self.layout.start(name),
-                               self.layout.start(name) + self.layout.size(name))}
-        return tuple(sorted(dims))
+        spans = (self.layout.slice(name) for obj in self.tracked_objects for name in obj.fields)
+        return tuple(sorted({d for span in spans for d in range(span.start, span.stop)}))
 
     # ------------------------------------------------------------------ goals
     @abstractmethod
