@@ -461,15 +461,21 @@ def finished_episodes(states: Iterable[tuple[int, int]], lengths: Mapping[int, i
 
 
 def first_observed_episode(states: Iterable[tuple[int, int]],
-                           actions: Iterable[tuple[int, int]]) -> int | None:
-    """The first episode the bench saw from its start on both streams: its state 0 came,
-    and its action 0 or, before it, a state and an action of the previous episode (the
-    bench's subscriber matches the stack's publishers a few seconds after they start, and
-    each publisher on its own)."""
+                           actions: Iterable[tuple[int, int]],
+                           scheduled: Iterable[int] | None = None) -> int | None:
+    """The first episode the bench saw from its start on every stream: its state 0 came,
+    its action 0 or, before it, a state and an action of the previous episode, and its
+    goal schedule (``scheduled``: the episodes whose schedule came; None: not asked). The
+    bench's subscriber matches the stack's publishers a few seconds after they start, each
+    publisher on its own, and the latched schedule publisher hands a late subscriber only
+    the newest one: without its schedule an episode's length is unknown."""
     state_set, action_set = set(states), set(actions)
     with_state = {e for e, _ in state_set}
     with_action = {e for e, _ in action_set}
+    with_schedule = None if scheduled is None else set(scheduled)
     for episode in sorted(e for e, k in state_set if k == 0):
+        if with_schedule is not None and episode not in with_schedule:
+            continue
         if (episode, 0) in action_set or (episode - 1 in with_state
                                           and episode - 1 in with_action):
             return episode
@@ -652,7 +658,8 @@ def transitions_report(run: StackRun, dataset_dir: Path, warm_t: float
     recorded, ends, total_on_disk, bytes_per_transition = recorded_per_episode(dataset_dir)
     accounting = transition_accounting(executed, lengths, recorded, ends,
                                        finished_episodes(stream.states, lengths),
-                                       first_observed_episode(stream.states, stream.actions),
+                                       first_observed_episode(stream.states, stream.actions,
+                                                              stream.lengths),
                                        stream.states)
     counts = stream.num_transitions
     accounting.update({

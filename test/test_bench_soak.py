@@ -74,6 +74,9 @@ def test_the_bench_compares_from_the_first_episode_it_saw_on_both_streams():
     assert bench.first_observed_episode({(5, 0), (5, 1)}, {(5, 1)}) is None
     # realtime: no action at step 0, the previous episode vouches for both streams
     assert bench.first_observed_episode({(1, 3), (2, 0), (2, 1)}, {(1, 2), (2, 1)}) == 2
+    # the schedules of episodes 3 and 4 came, not episode 2's: its length is unknown
+    assert bench.first_observed_episode(states, {(2, 0), (3, 0), (4, 0)}, {3, 4}) == 3
+    assert bench.first_observed_episode(states, {(2, 0), (3, 0), (4, 0)}) == 2
 
 
 def test_growth_is_a_least_squares_slope_in_mb_per_hour():
