@@ -41,7 +41,7 @@ from mbrl_ros.results.metrics_log import read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
-from learning.pddm_run import RunSpec, planner_values
+from learning.pddm_run import RunSpec, planner_values, run_env_options
 
 log = benchlib.Logger("bench_checkpoints")
 
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     spec = args.run / "spec.json"
     task = json.loads(spec.read_text())["task"] if spec.exists() else "baoding"
-    env = HandEnv(task)
+    env = HandEnv(task, **run_env_options(args.run))  # the states the models learned from
     bound = perfect_bound(args.perfect_runs, task)
     perfect = None if bound is None else bound["score"]
     result: dict[str, Any] = {

@@ -35,6 +35,7 @@ from mbrl_ros.core.planners.rollout import TrajectoryScorer
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
+from learning.pddm_run import run_env_options
 from learning.true_model import SimulatorModel
 
 log = benchlib.Logger("bench_plan_fidelity")
@@ -100,11 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "plan_fidelity.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    env = HandEnv("baoding")
     bound = perfect_bound(PERFECT_RUNS)
     results = {}
     for text in args.models.split(","):
         path = Path(text)
+        # a run's models live in RUN/models or RUN/levers: plan from the states they learned
+        env = HandEnv("baoding", **run_env_options(path.parent.parent))
         result = evaluate(env, path, args.variant, args.episodes, args.every, args.subset,
                           args.dtype)
         if bound:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -17,6 +18,7 @@ def _run(tmp_path: Path) -> tuple[str, dict]:
     out = tmp_path / "results" / "learning.json"
     cmd = [sys.executable, str(BENCH / "bench_learning.py"), "--budget", "smoke",
            "--tasks", "baoding", "--planners", "mppi", "--seeds", "0",
+           "--parts", "learned,true,sac,true_state",
            "--runs", str(tmp_path / "runs"), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
@@ -50,7 +52,9 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
     assert learned_mppi["transitions"] == learned["transitions"][-1]
     assert summary["throughput"]["transitions_per_hour"] > 0
     assert summary["throughput"]["machine"]
-    assert result["runs_completed"] == result["runs_planned"] == 4
+    state_only = summary["baoding"]["perfect_model_state_only"]  # planning from the state
+    assert state_only["episodes"] == 1 and 0.0 <= state_only["drop_rate"] <= 1.0
+    assert result["runs_completed"] == result["runs_planned"] == 5
     assert Path(result["pictures"][0]).stat().st_size > 10_000
     rows = (tmp_path / "runs" / "baoding_mppi_learned_seed0" / "metrics.csv").read_text()
 
@@ -168,6 +172,46 @@ def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
     assert [line for line in lines if "iteration 3 model on" in line], lines
     with pytest.raises(ValueError, match="different run"):
         PDDMRun(spec, tmp_path / "fork", lines.append)
+
+
+def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
+    """fork_run --env: the parent's episodes replayed under the new HandEnv options give the
+    same motion (joints, balls' positions) with the new states (the tracker's velocities),
+    no parent model comes along, and the fork trains its first model on the new states."""
+    sys.path.insert(0, str(BENCH))
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.experiment import Budget
+
+    from learning.fork_run import fork
+    from learning.pddm_run import PDDMRun, RunSpec, run_env_options
+
+    spec = RunSpec(task="baoding", budget=Budget(3, 2, 1, 0), episode_length=8,
+                   planner_overrides={"num_samples": 16},
+                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9})
+    parent = tmp_path / "parent"
+    PDDMRun(spec, parent, lambda _: None).run()
+    options = {"tracker_reports_velocity": True}
+    note = fork(parent, tmp_path / "fork", 2, {}, env_options=options)
+    assert note["replay"]["episodes_of_other_length"] == 0, note
+    assert run_env_options(tmp_path / "fork") == options and run_env_options(parent) == {}
+    assert not list((tmp_path / "fork" / "models").iterdir())
+    old, new = EpisodeDataset(parent / "dataset"), EpisodeDataset(tmp_path / "fork" / "dataset")
+    assert new.episode_ids == old.episode_ids[:4]
+    moved = 0.0
+    for e in new.episode_ids:
+        a, b = old._get(e), new._get(e)
+        np.testing.assert_array_equal(a.action, b.action)
+        same = np.r_[0:27, 30:33]  # joints and both balls' positions (not their velocities)
+        np.testing.assert_allclose(a.state[:, same], b.state[:, same], atol=1e-3)
+        moved = max(moved, float(np.abs(a.state[:, 27:30] - b.state[:, 27:30]).max()))
+    assert moved > 0  # the velocity fields are measured differently now
+
+    lines: list[str] = []
+    forked = RunSpec(task="baoding", budget=spec.budget, episode_length=8,
+                     planner_overrides=spec.planner_overrides,
+                     trainer_overrides=spec.trainer_overrides, env_options=options)
+    PDDMRun(forked, tmp_path / "fork", lines.append).run()
+    assert [line for line in lines if "iteration 2 model on" in line], lines
 
 
 def _checkpoints_file(path: Path, run: str, episodes: int, rows: list[tuple]) -> None:

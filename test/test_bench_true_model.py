@@ -71,3 +71,29 @@ def test_a_planner_plans_on_it(one_torch_thread):
     assert result.actions.shape == (3, 24)
     assert np.isfinite(result.predicted_return)
     model.close()
+
+
+@pytest.mark.parametrize("scene", ["baoding", "cube"])
+def test_a_model_that_sees_only_the_task_state_plans_from_its_fields(scene):
+    """``sees="state"``: the anchor is rebuilt from the task state's object fields (what a
+    learned model sees), so their velocities move its predictions; the full model reads the
+    simulator's own state and ignores them."""
+    hand, x0 = _warm_sim(scene)
+    layout = make_task(scene).layout
+    vel, pos = (("ball1_vel", "ball1_pos") if scene == "baoding" else ("cube_linvel", "cube_pos"))
+    faster = x0.copy()
+    faster[layout.slice(vel)] += 0.2  # m/s
+    predicted = {}
+    for sees in ("full", "state"):
+        model = SimulatorModel(hand, sees=sees)
+        predicted[sees] = []
+        for x in (x0, faster):
+            model.anchor(hand.get_state(), x)
+            state = torch.as_tensor(x, dtype=torch.float32)[None]
+            predicted[sees].append(model.predict(state, torch.zeros(1, 24))[0, 0].numpy())
+        model.close()
+    np.testing.assert_array_equal(predicted["full"][0], predicted["full"][1])
+    moved = predicted["state"][1][layout.slice(pos)] - predicted["state"][0][layout.slice(pos)]
+    assert np.abs(moved).max() > 1e-3, moved
+    with pytest.raises(ValueError, match="sees"):
+        SimulatorModel(hand, sees="everything")

@@ -141,6 +141,25 @@ def test_reward_and_score_are_the_core_tasks(task, envs):
             break
 
 
+def test_a_tracker_reporting_velocity_gives_the_balls_true_velocity():
+    """``tracker_reports_velocity``: the estimator fuses the tracker's twists, so the balls'
+    velocity fields follow the simulator's true ones; from poses alone (10 per second) they
+    lag the contacts by up to a step."""
+    actions = np.random.default_rng(2).uniform(-0.6, 0.6, (15, 24))
+    ex, _ = _rollout(HandEnv("baoding", state_source="sim"), 4, actions)
+    poses, _ = _rollout(HandEnv("baoding"), 4, actions)
+    twists, _ = _rollout(HandEnv("baoding", tracker_reports_velocity=True), 4, actions)
+    layout = HandEnv("baoding").task.layout
+    vel = [i for n in ("ball1_vel", "ball2_vel") for i in range(40)[layout.slice(n)]]
+    n = min(len(ex), len(poses), len(twists))
+    err_twists = np.abs(twists[:n, vel] - ex[:n, vel]).mean()
+    err_poses = np.abs(poses[:n, vel] - ex[:n, vel]).mean()
+    assert err_twists < 0.2 * err_poses, (err_twists, err_poses)
+    assert err_twists < 0.01  # m/s
+    others = [i for i in range(40) if i not in vel]
+    np.testing.assert_allclose(twists[:n, others], poses[:n, others], rtol=0, atol=2e-3)
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_states_are_the_simulators_task_observation(task):
     """``sim`` source: HandSim's own task state. ``estimator`` source: the same joints and

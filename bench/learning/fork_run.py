@@ -10,6 +10,12 @@ any interrupted run: the transitions it reports count the parent's data too, so 
 
     .venv/bin/python bench/learning/fork_run.py PARENT_DIR OUT_DIR --iteration 40 \\
         --planner gamma=10 --planner sigma=0.7 [--trainer train.batch_size=256]
+
+``--env NAME=VALUE`` (``HandEnv`` options, e.g. ``tracker_reports_velocity=true``) forks
+into other *states*: each copied episode is replayed from its seed with its recorded
+actions under the new options (the simulator is deterministic: the same motion, measured
+differently) and stored with the states the new options give. No parent model comes
+along (they learned the old states); the fork trains the model of ``iteration`` first.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.results.metrics_log import MetricsLog, read_metrics
+from mbrl_ros.sim.gym_env import HandEnv
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -39,8 +49,44 @@ def _value(text: str) -> Any:
         return text
 
 
+def replay_episodes(parent: Path, out: Path, episodes: list[int], spec: dict[str, Any],
+                    env_options: dict[str, Any]) -> dict[str, Any]:
+    """Replay the parent's ``episodes`` under ``env_options`` into ``out``'s dataset;
+    how many of them ended at another step than recorded (chaotic contacts can amplify
+    float rounding) and the largest joint-angle difference from the recording."""
+    source = EpisodeDataset(parent / "dataset")
+    target = EpisodeDataset(out / "dataset")
+    env = HandEnv(spec["task"], episode_length=spec.get("episode_length"),
+                  **{**spec.get("env_options", {}), **env_options})
+    joints = len(env.sim.joint_names)  # the task state starts with the joint angles
+    other_length, joint_diff = 0, 0.0
+    for e in episodes:
+        recorded = source._get(e)
+        state, _ = env.reset(seed=int(recorded.meta["seed"]))
+        states, rewards, dones = [state], [], []
+        for action in recorded.action:
+            state, reward, terminated, truncated, _ = env.step(action)
+            states.append(state)
+            rewards.append(reward)
+            dones.append(terminated)
+            if terminated or truncated:
+                break
+        s = np.asarray(states, dtype=np.float64)
+        n = len(rewards)
+        other_length += n != len(recorded)
+        k = min(n, len(recorded))
+        joint_diff = max(joint_diff, float(np.abs(s[:k, :joints]
+                                                  - recorded.state[:k, :joints]).max()))
+        target.append_episode(state=s[:-1], action=recorded.action[:n], next_state=s[1:],
+                              reward=np.asarray(rewards), time=recorded.time[:n],
+                              done=np.asarray(dones), step=recorded.step[:n],
+                              meta={**recorded.meta, "replayed_with": env_options})
+    return {"episodes_of_other_length": other_length, "max_joint_difference": joint_diff}
+
+
 def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, Any],
-         trainer_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+         trainer_overrides: dict[str, Any] | None = None,
+         env_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the fork of ``parent`` at ``iteration`` into ``out``; returns ``fork.json``."""
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty")
@@ -53,18 +99,23 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     model = parent / "models" / f"iteration_{iteration:04d}.model"
     if not model.exists():
         raise ValueError(f"{parent} has no model for iteration {iteration}")
+    spec = json.loads((parent / "spec.json").read_text())
     (out / "dataset").mkdir(parents=True)
     (out / "models").mkdir()
-    for e in episodes:
-        name = f"episode_{e:06d}.npz"
-        _link(parent / "dataset" / name, out / "dataset" / name)
-    for path in sorted((parent / "models").glob("iteration_*.model")):
-        if int(path.stem.split("_")[1]) <= iteration:
-            _link(path, out / "models" / path.name)
+    replay = None
+    if env_options:
+        replay = replay_episodes(parent, out, episodes, spec, env_options)
+    else:
+        for e in episodes:
+            name = f"episode_{e:06d}.npz"
+            _link(parent / "dataset" / name, out / "dataset" / name)
+        for path in sorted((parent / "models").glob("iteration_*.model")):
+            if int(path.stem.split("_")[1]) <= iteration:
+                _link(path, out / "models" / path.name)
     MetricsLog(out / "metrics.csv").extend(rows)
-    spec = json.loads((parent / "spec.json").read_text())
     spec["planner_overrides"] = {**spec.get("planner_overrides", {}), **planner_overrides}
     spec["trainer_overrides"] = {**spec.get("trainer_overrides", {}), **(trainer_overrides or {})}
+    spec["env_options"] = {**spec.get("env_options", {}), **(env_options or {})}
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     transitions = rows[-1]["transitions"]
     timing = json.loads((parent / "timing.json").read_text())
@@ -75,6 +126,7 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     note = {"parent": str(parent), "iteration": iteration, "episodes": len(rows),
             "transitions": transitions, "planner_overrides": planner_overrides,
             "trainer_overrides": trainer_overrides or {},
+            "env_options": env_options or {}, "replay": replay,
             "active_s_estimated": active}
     (out / "fork.json").write_text(json.dumps(note, indent=2) + "\n")
     return note
@@ -91,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainer", action="append", default=[], metavar="NAME=VALUE",
                         help="a trainer override of the fork's retrainings (repeatable; the "
                              "model of --iteration itself is the parent's)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a HandEnv option of the fork's states (repeatable); the "
+                             "parent's episodes are replayed under it")
     args = parser.parse_args(argv)
-    overrides: dict[str, dict[str, Any]] = {"planner": {}, "trainer": {}}
+    overrides: dict[str, dict[str, Any]] = {"planner": {}, "trainer": {}, "env": {}}
     for kind in overrides:
         for item in getattr(args, kind):
             name, sep, value = item.partition("=")
@@ -100,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{kind} wants NAME=VALUE, got {item!r}")
             overrides[kind][name] = _value(value)
     note = fork(args.parent, args.out, args.iteration, overrides["planner"],
-                overrides["trainer"])
+                overrides["trainer"], overrides["env"])
     print(json.dumps(note, indent=2))
     return 0
 

@@ -64,7 +64,8 @@ MODELS = ("learned", "true", "hold")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What one run is: task, planner, seed, model kind, budget, planner overrides."""
+    """What one run is: task, planner, seed, model kind, budget, planner overrides, and the
+    ``HandEnv`` options of its states (``env_options``, e.g. ``tracker_reports_velocity``)."""
 
     task: str
     planner: str = "mppi"
@@ -75,6 +76,8 @@ class RunSpec:
     episode_length: int | None = None
     trainer_overrides: dict[str, Any] = field(default_factory=dict)
     true_model_threads: int = 1
+    env_options: dict[str, Any] = field(default_factory=dict)
+    true_model_sees: str = "full"
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -88,6 +91,15 @@ class RunSpec:
         out = asdict(self)
         out["budget"] = asdict(self.budget)
         return out
+
+
+def run_env_options(run_dir: str | Path) -> dict[str, Any]:
+    """The ``HandEnv`` options a stored run's states were made with (its ``spec.json``; none
+    for a directory without one): evaluations of its models must see the same states."""
+    path = Path(run_dir) / "spec.json"
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text()).get("env_options", {}))
 
 
 def planner_values(spec: RunSpec) -> dict[str, Any]:
@@ -122,7 +134,7 @@ class PDDMRun:
         self._check_spec_file()
         p = planner_values(spec)
         self.planner_values = p
-        self.env = HandEnv(spec.task, episode_length=spec.episode_length)
+        self.env = HandEnv(spec.task, episode_length=spec.episode_length, **spec.env_options)
         self.task = self.env.task
         self.planner_settings = planner_settings(p)
         self.exploration = RandomVelocityExploration(self.task.action_dim,
@@ -134,7 +146,8 @@ class PDDMRun:
         self.models_dir.mkdir(exist_ok=True)
         self.mpc: ModelPredictiveController | None = None
         self.model: DynamicsModel | None = None
-        self.true_model = (SimulatorModel(self.env.sim, spec.true_model_threads)
+        self.true_model = (SimulatorModel(self.env.sim, spec.true_model_threads,
+                                          spec.true_model_sees)
                            if spec.model == "true" else None)
         self.timing_path = self.out / "timing.json"
         self._active_before = (json.loads(self.timing_path.read_text())["active_s"]

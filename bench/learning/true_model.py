@@ -9,6 +9,12 @@ the action map, the command velocity limit and ``frame_skip`` physics steps. The
 of each result is read through ``HandSim``'s own sensors, so it is the state the learned
 model is trained to predict.
 
+``sees="state"`` is the same simulator planning from only what a task state holds: the
+anchor's hand joint velocities and the objects' coordinates a state lacks (a ball's spin and
+orientation) are zeroed and the objects' positions and velocities are the task state's (the
+estimator's, on the learning runs). It bounds any model of the task state: if it fails, the
+state, not the model, is short of what the task needs.
+
 A task state does not hold the whole physical state (joint velocities, ball spins), so the
 model keeps the full states of the batch it returned last: a ``predict`` whose input is that
 very tensor continues those rollouts; any other input must be the anchored state (the first
@@ -29,6 +35,8 @@ from torch import Tensor
 from mbrl_ros.sim import HandSim, SimState
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
+#: what the model plans from: the full physical state, or only what a task state holds
+SEES = ("full", "state")
 
 
 class SimulatorModel:
@@ -36,11 +44,14 @@ class SimulatorModel:
 
     num_members = 1
 
-    def __init__(self, sim: HandSim, nthread: int = 1) -> None:
+    def __init__(self, sim: HandSim, nthread: int = 1, sees: str = "full") -> None:
+        if sees not in SEES:
+            raise ValueError(f"sees must be one of {SEES}, got {sees!r}")
         if sim.config.realism.enabled:
             raise ValueError("SimulatorModel needs a simulator without realism imperfections "
                              "(noise and delays make 'the true next state' ill-defined)")
         self._sim = HandSim(sim.scene, sim.config)  # own data and sensors, same scene
+        self.sees = sees
         self.model = self._sim.model
         self.state_dim = int(sim.observe().task_obs.shape[0])
         self.action_dim = int(self.model.nu)
@@ -66,12 +77,21 @@ class SimulatorModel:
         """Plan from ``state`` (a ``HandSim.get_state``) whose task state is ``task_state``."""
         self._sim.set_state(state)
         d = self._sim.data
+        if self.sees == "state":
+            self._keep_only_the_task_state(np.asarray(task_state, dtype=np.float64))
         full = np.empty(self._nstate)
         mujoco.mj_getState(self.model, d, full, _FULL)
         self._anchor_state = full
         self._anchor_warmstart = d.qacc_warmstart.copy()
         self._anchor_obs = torch.as_tensor(np.asarray(task_state), dtype=self.dtype)
         self._last_output, self._last_full = None, None
+
+    def _keep_only_the_task_state(self, task_state: np.ndarray) -> None:
+        scene, m, d = self._sim.scene, self.model, self._sim.data
+        d.qvel[:] = 0.0
+        d.qpos[scene.object_qpos_adr] = scene.object_qpos_of_state(task_state)
+        d.qvel[scene.object_dof_adr] = scene.object_qvel_of_state(task_state)
+        mujoco.mj_forward(m, d)
 
     def predict(self, state: Tensor, action: Tensor, sample: bool = False,
                 generator: torch.Generator | None = None) -> Tensor:

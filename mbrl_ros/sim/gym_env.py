@@ -14,7 +14,9 @@ the ROS stack's lockstep runs step for step:
   goal schedule ``task.episode_goals(s, T + 1)``; state ``k`` carries schedule row ``k``;
 - observation: the task state (40 Baoding, 39 cube) as the ``state_estimator`` assembles
   it from the simulator's joint and object readings (``state_source="estimator"``, Kalman
-  velocities from poses), or the simulator's exact task observation (``"sim"``);
+  velocities from poses, or from the tracker's twists too with
+  ``tracker_reports_velocity``, as the stack's sim parameter of that name), or the
+  simulator's exact task observation (``"sim"``);
 - action: PDDM's normalized action in [-1, 1]^24 through the scene's ``ActionMap``
   (Baoding 0.9 of the range around the keyframe, cube the full range), as the planner;
 - reward: ``task.reward`` of the reached state against its goal (PDDM's, with the drop
@@ -73,13 +75,14 @@ class HandEnv(gym.Env):
     def __init__(self, task: str = "baoding", episode_length: int | None = None, *,
                  state_source: str = "estimator", task_params: Mapping[str, Any] | None = None,
                  kalman: KalmanSettings | None = None, render_mode: str | None = None,
-                 **sim_options: Any) -> None:
+                 tracker_reports_velocity: bool = False, **sim_options: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of "
                              f"{self.metadata['render_modes']}, got {render_mode!r}")
         self.task = stack_task(task, episode_length, task_params)
         self.sim = HandSim(task, sim_config(**sim_options))
-        self.source = TaskStateSource(self.task, self.sim.control_dt, state_source, kalman)
+        self.source = TaskStateSource(self.task, self.sim.control_dt, state_source, kalman,
+                                      tracker_velocity=tracker_reports_velocity)
         if tuple(self.source.assembler.object_names) != tuple(self.sim.scene.object_names):
             raise ValueError("the task's tracked objects do not match the scene's")
         self.render_mode = render_mode

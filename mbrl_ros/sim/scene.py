@@ -126,6 +126,11 @@ class Scene(abc.ABC):
         """The objects' qpos coordinates (``object_qpos_names``) that a task state in
         ``obs_layout`` describes; enough kinematics to draw a recorded state."""
 
+    @abc.abstractmethod
+    def object_qvel_of_state(self, state: np.ndarray) -> np.ndarray:
+        """The objects' qvel coordinates (``object_qvel_names``) that a task state describes;
+        what it does not hold (a ball's spin) is 0."""
+
     # ----- shared behaviour ---------------------------------------------------------------
     def check_goal(self, goal: np.ndarray) -> np.ndarray:
         """A float64 copy of ``goal`` in ``goal_shape``; ValueError on bad shape or values."""

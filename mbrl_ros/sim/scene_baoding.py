@@ -108,6 +108,10 @@ class BaodingScene(Scene):
         return np.concatenate([state[lay["ball1_pos"]], identity, state[lay["ball2_pos"]],
                                identity])
 
+    def object_qvel_of_state(self, state: np.ndarray) -> np.ndarray:
+        lay, spin = self.obs_layout, np.zeros(3)  # the state has no ball spin
+        return np.concatenate([state[lay["ball1_vel"]], spin, state[lay["ball2_vel"]], spin])
+
 
 def build_baoding(physics: HandPhysics | None = None) -> BaodingScene:
     """Compile the Baoding scene (about 0.1 s)."""

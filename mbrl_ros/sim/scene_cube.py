@@ -100,6 +100,10 @@ class CubeScene(Scene):
         lay = self.obs_layout  # slide offsets then hinge angles, as the state holds them
         return np.concatenate([state[lay["cube_pos"]], state[lay["cube_euler"]]])
 
+    def object_qvel_of_state(self, state: np.ndarray) -> np.ndarray:
+        lay = self.obs_layout  # slide velocities then hinge rates
+        return np.concatenate([state[lay["cube_linvel"]], state[lay["cube_angvel"]]])
+
 
 def _add_die_material(spec: mujoco.MjSpec, name: str, alpha: float) -> None:
     mat = spec.add_material(name=name, rgba=(1.0, 1.0, 1.0, alpha), specular=0.3,
