@@ -68,6 +68,7 @@ class BudgetPreset:
     planner_overrides: tuple[tuple[str, Any], ...] = ()
     trainer_overrides: tuple[tuple[str, Any], ...] = ()
     env_options: tuple[tuple[str, Any], ...] = ()
+    mpc_action_noise: float = 0.0
 
 
 BUDGETS = {
@@ -155,6 +156,15 @@ BUDGETS = {
                                        planner_overrides=(("inference_dtype", "bfloat16"),),
                                        trainer_overrides=(("train.epochs", 40),),
                                        env_options=(("tracker_reports_velocity", True),)),
+    # pddm_explore40 with Gaussian noise (std 0.1 of the normalized range) on each executed
+    # MPC action: MPPI executes the weighted mean of its candidates, smoother than the
+    # candidates the model is asked to rank; noisier collection widens the actions' effects
+    # in the data (PDDM's greedier planner taught the models more than cautious ones did)
+    "pddm_explore40_actnoise10": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
+                                              planner_overrides=(("inference_dtype",
+                                                                  "bfloat16"),),
+                                              trainer_overrides=(("train.epochs", 40),),
+                                              mpc_action_noise=0.1),
     "pddm_moderate_scratch": BudgetPreset(Budget(40, 150, 10, 1), 1, 10.0, 20, 5,
                                           planner_overrides=(("gamma", 10.0), ("sigma", 0.5),
                                                              ("inference_dtype", "bfloat16")),
@@ -190,7 +200,8 @@ def run_learned(task: str, planner: str, seed: int, preset: BudgetPreset, runs: 
                    budget=preset.learned, episode_length=preset.episode_length,
                    planner_overrides=dict(preset.planner_overrides),
                    trainer_overrides=dict(preset.trainer_overrides),
-                   env_options=dict(preset.env_options))
+                   env_options=dict(preset.env_options),
+                   mpc_action_noise=preset.mpc_action_noise)
     return run_pddm(spec, runs / spec.name, log)
 
 

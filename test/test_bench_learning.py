@@ -151,7 +151,8 @@ def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
     parent = tmp_path / "parent"
     PDDMRun(spec, parent, lambda _: None).run()
     parent_rows = (parent / "metrics.csv").read_text().splitlines()
-    note = fork(parent, tmp_path / "fork", 2, {"gamma": 5.0}, {"train.epochs": 3})
+    note = fork(parent, tmp_path / "fork", 2, {"gamma": 5.0}, {"train.epochs": 3},
+                spec_fields={"mpc_action_noise": 0.05})
     assert note["trainer_overrides"] == {"train.epochs": 3}
     before = [r for r in parent_rows[1:] if int(r.split(",")[1]) < 2]
     assert note["episodes"] == len(before) == 5  # 4 random episodes + iteration 1's MPC one
@@ -163,7 +164,8 @@ def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
 
     forked = RunSpec(task="baoding", budget=spec.budget, episode_length=8,
                      planner_overrides={"num_samples": 16, "gamma": 5.0},
-                     trainer_overrides={**spec.trainer_overrides, "train.epochs": 3})
+                     trainer_overrides={**spec.trainer_overrides, "train.epochs": 3},
+                     mpc_action_noise=0.05)
     lines: list[str] = []
     PDDMRun(forked, tmp_path / "fork", lines.append).run()
     rows = (tmp_path / "fork" / "metrics.csv").read_text().splitlines()
@@ -212,6 +214,34 @@ def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
                      trainer_overrides=spec.trainer_overrides, env_options=options)
     PDDMRun(forked, tmp_path / "fork", lines.append).run()
     assert [line for line in lines if "iteration 2 model on" in line], lines
+
+
+def test_collection_noise_perturbs_only_the_mpc_episodes_actions(tmp_path):
+    """RunSpec.mpc_action_noise: each executed MPC action gets Gaussian noise (the data
+    records what was executed, within [-1, 1]); random episodes are untouched."""
+    sys.path.insert(0, str(BENCH))
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.experiment import Budget
+
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    data = {}
+    for noise in (0.0, 0.3):
+        spec = RunSpec(task="baoding", budget=Budget(2, 1, 1, 0), episode_length=6,
+                       planner_overrides={"num_samples": 16},
+                       trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9},
+                       mpc_action_noise=noise)
+        PDDMRun(spec, tmp_path / str(noise), lambda _: None).run()
+        data[noise] = EpisodeDataset(tmp_path / str(noise) / "dataset")
+    for e in data[0.0].episode_ids:
+        quiet, noisy = data[0.0]._get(e), data[0.3]._get(e)
+        assert np.all(np.abs(noisy.action) <= 1.0)
+        if quiet.meta["policy"] == "random":
+            np.testing.assert_array_equal(quiet.action, noisy.action)
+        else:
+            assert np.abs(quiet.action[0] - noisy.action[0]).mean() > 0.1
+    with pytest.raises(ValueError, match="mpc_action_noise"):
+        RunSpec(task="baoding", mpc_action_noise=-0.1)
 
 
 def _checkpoints_file(path: Path, run: str, episodes: int, rows: list[tuple]) -> None:

@@ -86,7 +86,8 @@ def replay_episodes(parent: Path, out: Path, episodes: list[int], spec: dict[str
 
 def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, Any],
          trainer_overrides: dict[str, Any] | None = None,
-         env_options: dict[str, Any] | None = None) -> dict[str, Any]:
+         env_options: dict[str, Any] | None = None,
+         spec_fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the fork of ``parent`` at ``iteration`` into ``out``; returns ``fork.json``."""
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty")
@@ -116,6 +117,7 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     spec["planner_overrides"] = {**spec.get("planner_overrides", {}), **planner_overrides}
     spec["trainer_overrides"] = {**spec.get("trainer_overrides", {}), **(trainer_overrides or {})}
     spec["env_options"] = {**spec.get("env_options", {}), **(env_options or {})}
+    spec.update(spec_fields or {})
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     transitions = rows[-1]["transitions"]
     timing = json.loads((parent / "timing.json").read_text())
@@ -126,7 +128,8 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     note = {"parent": str(parent), "iteration": iteration, "episodes": len(rows),
             "transitions": transitions, "planner_overrides": planner_overrides,
             "trainer_overrides": trainer_overrides or {},
-            "env_options": env_options or {}, "replay": replay,
+            "env_options": env_options or {}, "spec_fields": spec_fields or {},
+            "replay": replay,
             "active_s_estimated": active}
     (out / "fork.json").write_text(json.dumps(note, indent=2) + "\n")
     return note
@@ -146,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a HandEnv option of the fork's states (repeatable); the "
                              "parent's episodes are replayed under it")
+    parser.add_argument("--spec", action="append", default=[], metavar="NAME=VALUE",
+                        help="another RunSpec field of the fork, e.g. mpc_action_noise=0.1")
     args = parser.parse_args(argv)
-    overrides: dict[str, dict[str, Any]] = {"planner": {}, "trainer": {}, "env": {}}
+    overrides: dict[str, dict[str, Any]] = {"planner": {}, "trainer": {}, "env": {}, "spec": {}}
     for kind in overrides:
         for item in getattr(args, kind):
             name, sep, value = item.partition("=")
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{kind} wants NAME=VALUE, got {item!r}")
             overrides[kind][name] = _value(value)
     note = fork(args.parent, args.out, args.iteration, overrides["planner"],
-                overrides["trainer"], overrides["env"])
+                overrides["trainer"], overrides["env"], overrides["spec"])
     print(json.dumps(note, indent=2))
     return 0
 

@@ -78,10 +78,16 @@ class RunSpec:
     true_model_threads: int = 1
     env_options: dict[str, Any] = field(default_factory=dict)
     true_model_sees: str = "full"
+    #: std of Gaussian noise on each executed MPC action of a learned run's data-collecting
+    #: episodes (normalized units, clipped to [-1, 1]; 0: PDDM): a collection lever that
+    #: puts action effects the planner asks about into the data
+    mpc_action_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if not (np.isfinite(self.mpc_action_noise) and 0.0 <= self.mpc_action_noise <= 1.0):
+            raise ValueError(f"mpc_action_noise must be in [0, 1], got {self.mpc_action_noise}")
 
     @property
     def name(self) -> str:
@@ -268,6 +274,7 @@ class PDDMRun:
                 self._controller(self.true_model)
             assert self.mpc is not None
             self.mpc.reset()
+        noise = np.random.default_rng(seed) if self.spec.mpc_action_noise > 0 else None
         states, actions, rewards, dones, plan_ms = [obs], [], [], [], []
         start = time.monotonic()
         for t in range(length):
@@ -283,6 +290,9 @@ class PDDMRun:
                 action = self.mpc.step(torch.as_tensor(obs, dtype=torch.float32),
                                        window).numpy()
                 plan_ms.append(1e3 * (time.perf_counter() - tic))
+                if noise is not None:
+                    action = np.clip(action + noise.normal(0.0, self.spec.mpc_action_noise,
+                                                           action.shape), -1.0, 1.0)
             obs, reward, terminated, truncated, _ = self.env.step(action)
             states.append(obs)
             actions.append(np.asarray(action, dtype=np.float64))
