@@ -201,7 +201,7 @@ def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
     assert new.episode_ids == old.episode_ids[:4]
     moved = 0.0
     for e in new.episode_ids:
-        a, b = old._get(e), new._get(e)
+        a, b = old.episode(e), new.episode(e)
         np.testing.assert_array_equal(a.action, b.action)
         same = np.r_[0:27, 30:33]  # joints and both balls' positions (not their velocities)
         np.testing.assert_allclose(a.state[:, same], b.state[:, same], atol=1e-3)
@@ -234,7 +234,7 @@ def test_collection_noise_perturbs_only_the_mpc_episodes_actions(tmp_path):
         PDDMRun(spec, tmp_path / str(noise), lambda _: None).run()
         data[noise] = EpisodeDataset(tmp_path / str(noise) / "dataset")
     for e in data[0.0].episode_ids:
-        quiet, noisy = data[0.0]._get(e), data[0.3]._get(e)
+        quiet, noisy = data[0.0].episode(e), data[0.3].episode(e)
         assert np.all(np.abs(noisy.action) <= 1.0)
         if quiet.meta["policy"] == "random":
             np.testing.assert_array_equal(quiet.action, noisy.action)

@@ -76,6 +76,10 @@ def test_append_reload_and_count(tmp_path: Path):
     assert reopened.dims == (S, A)
     assert reopened.episode_meta(2) == {"iteration": 2}
     original = episode(7, seed=1)
+    np.testing.assert_array_equal(reopened.episode(1).action,
+                                  original["action"].astype(np.float32))
+    with pytest.raises(KeyError, match="no episode 7"):
+        reopened.episode(7)
     batch = reopened.batch([1])
     np.testing.assert_array_equal(batch.state.numpy(), original["state"].astype(np.float32))
     np.testing.assert_array_equal(batch.action.numpy(), original["action"].astype(np.float32))

@@ -61,7 +61,7 @@ def replay_episodes(parent: Path, out: Path, episodes: list[int], spec: dict[str
     joints = len(env.sim.joint_names)  # the task state starts with the joint angles
     other_length, joint_diff = 0, 0.0
     for e in episodes:
-        recorded = source._get(e)
+        recorded = source.episode(e)
         state, _ = env.reset(seed=int(recorded.meta["seed"]))
         states, rewards, dones = [state], [], []
         for action in recorded.action:

@@ -352,6 +352,10 @@ class EpisodeDataset:
             return {int(k) for e in self._episodes.values()
                     if e.meta.get("episode_id") == stream_episode_id for k in e.step}
 
+    def episode(self, episode_id: int) -> Episode:
+        """One stored episode (KeyError if there is none of that id)."""
+        return self._get(episode_id)
+
     def _get(self, episode_id: int) -> Episode:
         try:
             return self._episodes[episode_id]
