@@ -165,6 +165,15 @@ BUDGETS = {
                                                                   "bfloat16"),),
                                               trainer_overrides=(("train.epochs", 40),),
                                               mpc_action_noise=0.1),
+    # pddm_explore40 retraining members of 2 x 500 for 80 epochs (config/train_wide.yaml):
+    # on a pddm_explore40 run's own 100,945 transitions three such retrainings scored 0.89 /
+    # 0.73 / 0.87 of the perfect model with 0-6% drops (PDDM's 250 x 40 epochs: 0.62-0.67,
+    # 25-38%); fork a pddm_explore40 run into it (learning/fork_run.py --trainer ...) to
+    # see the loop itself reach the bar
+    "pddm_explore40_wide": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
+                                        planner_overrides=(("inference_dtype", "bfloat16"),),
+                                        trainer_overrides=(("train.epochs", 80),
+                                                           ("ensemble.hidden", [500, 500]))),
     "pddm_moderate_scratch": BudgetPreset(Budget(40, 150, 10, 1), 1, 10.0, 20, 5,
                                           planner_overrides=(("gamma", 10.0), ("sigma", 0.5),
                                                              ("inference_dtype", "bfloat16")),
