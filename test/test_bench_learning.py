@@ -135,21 +135,30 @@ def test_learned_run_warm_starts_from_its_last_model(tmp_path):
                                                      "train.epochs": 2}
 
 
+def _tiny_run(out: Path, budget: tuple[int, int, int, int], episode_length: int = 8,
+              **fields):
+    """Run a seconds-long learned Baoding run (16 samples, 2 epochs) into ``out``; its spec."""
+    sys.path.insert(0, str(BENCH))
+    from mbrl_ros.core.experiment import Budget
+
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    spec = RunSpec(task="baoding", budget=Budget(*budget), episode_length=episode_length,
+                   planner_overrides={"num_samples": 16},
+                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9}, **fields)
+    PDDMRun(spec, out, lambda _: None).run()
+    return spec
+
+
 def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
     """fork_run: the fork holds the parent's episodes, rows and models before the fork
     iteration, takes the new planner settings, and finishes the budget from there (the
     parent's model of that iteration is reused, not retrained)."""
-    sys.path.insert(0, str(BENCH))
-    from mbrl_ros.core.experiment import Budget
-
+    parent = tmp_path / "parent"
+    spec = _tiny_run(parent, (4, 3, 1, 0))
     from learning.fork_run import fork
     from learning.pddm_run import PDDMRun, RunSpec
 
-    spec = RunSpec(task="baoding", budget=Budget(4, 3, 1, 0), episode_length=8,
-                   planner_overrides={"num_samples": 16},
-                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9})
-    parent = tmp_path / "parent"
-    PDDMRun(spec, parent, lambda _: None).run()
     parent_rows = (parent / "metrics.csv").read_text().splitlines()
     note = fork(parent, tmp_path / "fork", 2, {"gamma": 5.0}, {"train.epochs": 3},
                 spec_fields={"mpc_action_noise": 0.05})
@@ -180,18 +189,13 @@ def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
     """fork_run --env: the parent's episodes replayed under the new HandEnv options give the
     same motion (joints, balls' positions) with the new states (the tracker's velocities),
     no parent model comes along, and the fork trains its first model on the new states."""
-    sys.path.insert(0, str(BENCH))
+    parent = tmp_path / "parent"
+    spec = _tiny_run(parent, (3, 2, 1, 0))
     from mbrl_ros.core.data.dataset import EpisodeDataset
-    from mbrl_ros.core.experiment import Budget
 
     from learning.fork_run import fork
     from learning.pddm_run import PDDMRun, RunSpec, run_env_options
 
-    spec = RunSpec(task="baoding", budget=Budget(3, 2, 1, 0), episode_length=8,
-                   planner_overrides={"num_samples": 16},
-                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9})
-    parent = tmp_path / "parent"
-    PDDMRun(spec, parent, lambda _: None).run()
     options = {"tracker_reports_velocity": True}
     note = fork(parent, tmp_path / "fork", 2, {}, env_options=options)
     assert note["replay"]["episodes_of_other_length"] == 0, note
@@ -219,19 +223,11 @@ def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
 def test_collection_noise_perturbs_only_the_mpc_episodes_actions(tmp_path):
     """RunSpec.mpc_action_noise: each executed MPC action gets Gaussian noise (the data
     records what was executed, within [-1, 1]); random episodes are untouched."""
-    sys.path.insert(0, str(BENCH))
     from mbrl_ros.core.data.dataset import EpisodeDataset
-    from mbrl_ros.core.experiment import Budget
-
-    from learning.pddm_run import PDDMRun, RunSpec
 
     data = {}
     for noise in (0.0, 0.3):
-        spec = RunSpec(task="baoding", budget=Budget(2, 1, 1, 0), episode_length=6,
-                       planner_overrides={"num_samples": 16},
-                       trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9},
-                       mpc_action_noise=noise)
-        PDDMRun(spec, tmp_path / str(noise), lambda _: None).run()
+        _tiny_run(tmp_path / str(noise), (2, 1, 1, 0), 6, mpc_action_noise=noise)
         data[noise] = EpisodeDataset(tmp_path / str(noise) / "dataset")
     for e in data[0.0].episode_ids:
         quiet, noisy = data[0.0].episode(e), data[0.3].episode(e)
@@ -240,6 +236,8 @@ def test_collection_noise_perturbs_only_the_mpc_episodes_actions(tmp_path):
             np.testing.assert_array_equal(quiet.action, noisy.action)
         else:
             assert np.abs(quiet.action[0] - noisy.action[0]).mean() > 0.1
+    from learning.pddm_run import RunSpec
+
     with pytest.raises(ValueError, match="mpc_action_noise"):
         RunSpec(task="baoding", mpc_action_noise=-0.1)
 
