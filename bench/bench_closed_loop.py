@@ -34,6 +34,7 @@ from mbrl_ros.core.models.serialization import load_model
 from mbrl_ros.core.planning.mpc import ModelPredictiveController
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, planner_settings
 from mbrl_ros.sim.gym_env import HandEnv
+from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
 from learning.pddm_run import RunSpec, planner_values
@@ -63,8 +64,9 @@ def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: in
     obs, info = env.reset(seed=seed)
     goals = torch.as_tensor(info["goals"], dtype=torch.float32)
     mpc.reset()
-    states, actions, plan_ms = [obs], [], []
-    for t in range(goals.shape[0] - 1):
+    plan_ms: list[float] = []
+
+    def act(t: int, obs: np.ndarray) -> np.ndarray:
         window = task.goal_window(goals, t + 1, horizon)
         state = torch.as_tensor(obs, dtype=torch.float32)
         tic = time.perf_counter()
@@ -72,13 +74,11 @@ def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: in
         plan_ms.append(1e3 * (time.perf_counter() - tic))
         if planned is not None:
             planned(t, state, window)
-        obs, _, terminated, truncated, _ = env.step(action)
-        states.append(obs)
-        actions.append(np.asarray(action, dtype=np.float64))
-        if terminated or truncated:
-            break
-    m = task.episode_metrics(torch.as_tensor(np.asarray(states)), torch.as_tensor(
-        np.asarray(actions)), goals[: len(states)].double())
+        return action
+
+    run = roll_out(env, obs, act, goals.shape[0] - 1)
+    m = task.episode_metrics(torch.as_tensor(run.states), torch.as_tensor(run.actions),
+                             goals[: run.steps + 1].double())
     return {**m, "plan_ms": plan_ms}
 
 

@@ -15,6 +15,7 @@ from mbrl_ros.core.robot.spec import load_robot
 from mbrl_ros.launch.packages import package_share
 from mbrl_ros.nodes.task_params import default_task_values, task_from_params
 from mbrl_ros.sim import HandEnv, HandSim, SimConfig
+from mbrl_ros.sim.rollout import roll_out
 
 TASKS = ("baoding", "cube")
 
@@ -29,14 +30,24 @@ def envs():
 
 def _rollout(env: HandEnv, seed: int, actions: np.ndarray):
     obs, info = env.reset(seed=seed)
-    out = [obs]
-    for a in actions:
-        obs, _, terminated, truncated, _ = env.step(a)
-        out.append(obs)
-        if terminated or truncated:
-            break
-    return np.array(out), info
+    run = roll_out(env, obs, lambda t, _: actions[t], len(actions))
+    return run.states, info
 
+
+def test_roll_out_stops_at_a_drop_and_records_what_was_stepped(envs):
+    env = envs["baoding"]
+    obs, _ = env.reset(seed=2)
+    pushes = np.tile(np.r_[np.ones(12), -np.ones(12)], (100, 1))  # flings the balls off
+    run = roll_out(env, obs, lambda t, _: pushes[t])
+    assert run.terminated[-1] and not run.terminated[:-1].any()
+    assert run.steps < 100 and run.states.shape == (run.steps + 1, 40)
+    assert run.actions.shape == (run.steps, 24) and run.rewards.shape == (run.steps,)
+    assert np.array_equal(run.states[0], obs.astype(np.float64))
+    seen = []
+    obs, _ = env.reset(seed=2)
+    short = roll_out(env, obs, lambda t, state: seen.append(state.copy()) or pushes[t], 3)
+    assert short.steps == 3 and not short.terminated.any()
+    assert np.array_equal(seen[1], short.states[1].astype(np.float32))  # the env's own state
 
 
 def _goal_fields(task, obs, goal) -> np.ndarray:

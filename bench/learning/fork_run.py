@@ -33,6 +33,7 @@ import numpy as np
 from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.results.metrics_log import MetricsLog, read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
+from mbrl_ros.sim.rollout import roll_out
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -63,23 +64,15 @@ def replay_episodes(parent: Path, out: Path, episodes: list[int], spec: dict[str
     for e in episodes:
         recorded = source.episode(e)
         state, _ = env.reset(seed=int(recorded.meta["seed"]))
-        states, rewards, dones = [state], [], []
-        for action in recorded.action:
-            state, reward, terminated, truncated, _ = env.step(action)
-            states.append(state)
-            rewards.append(reward)
-            dones.append(terminated)
-            if terminated or truncated:
-                break
-        s = np.asarray(states, dtype=np.float64)
-        n = len(rewards)
+        replay = roll_out(env, state, lambda t, _, a=recorded.action: a[t], len(recorded))
+        s, n = replay.states, replay.steps
         other_length += n != len(recorded)
         k = min(n, len(recorded))
         joint_diff = max(joint_diff, float(np.abs(s[:k, :joints]
                                                   - recorded.state[:k, :joints]).max()))
-        target.append_episode(state=s[:-1], action=recorded.action[:n], next_state=s[1:],
-                              reward=np.asarray(rewards), time=recorded.time[:n],
-                              done=np.asarray(dones), step=recorded.step[:n],
+        target.append_episode(state=s[:-1], action=replay.actions, next_state=s[1:],
+                              reward=replay.rewards, time=recorded.time[:n],
+                              done=replay.terminated, step=recorded.step[:n],
                               meta={**recorded.meta, "replayed_with": env_options})
     return {"episodes_of_other_length": other_length, "max_joint_difference": joint_diff}
 

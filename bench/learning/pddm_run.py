@@ -53,6 +53,7 @@ from mbrl_ros.nodes.trainer_params import retrain_settings
 from mbrl_ros.results.learning_curve import plot_learning_curve
 from mbrl_ros.results.metrics_log import MetricsLog, read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
+from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
 from .stack_config import node_values
@@ -275,39 +276,33 @@ class PDDMRun:
             assert self.mpc is not None
             self.mpc.reset()
         noise = np.random.default_rng(seed) if self.spec.mpc_action_noise > 0 else None
-        states, actions, rewards, dones, plan_ms = [obs], [], [], [], []
-        start = time.monotonic()
-        for t in range(length):
+        plan_ms: list[float] = []
+
+        def act(t: int, state: np.ndarray) -> np.ndarray:
             if policy == "random":
-                action = self.exploration.act()
-            elif policy == "hold":
-                action = np.zeros(self.task.action_dim)
-            else:
-                if self.true_model is not None:
-                    self.true_model.anchor(self.env.sim.get_state(), obs)
-                window = self.task.goal_window(goals, t + 1, horizon)
-                tic = time.perf_counter()
-                action = self.mpc.step(torch.as_tensor(obs, dtype=torch.float32),
-                                       window).numpy()
-                plan_ms.append(1e3 * (time.perf_counter() - tic))
-                if noise is not None:
-                    action = np.clip(action + noise.normal(0.0, self.spec.mpc_action_noise,
-                                                           action.shape), -1.0, 1.0)
-            obs, reward, terminated, truncated, _ = self.env.step(action)
-            states.append(obs)
-            actions.append(np.asarray(action, dtype=np.float64))
-            rewards.append(float(reward))
-            dones.append(bool(terminated))
-            if terminated or truncated:
-                break
+                return self.exploration.act()
+            if policy == "hold":
+                return np.zeros(self.task.action_dim)
+            if self.true_model is not None:
+                self.true_model.anchor(self.env.sim.get_state(), state)
+            window = self.task.goal_window(goals, t + 1, horizon)
+            tic = time.perf_counter()
+            action = self.mpc.step(torch.as_tensor(state, dtype=torch.float32), window).numpy()
+            plan_ms.append(1e3 * (time.perf_counter() - tic))
+            if noise is not None:
+                action = np.clip(action + noise.normal(0.0, self.spec.mpc_action_noise,
+                                                       action.shape), -1.0, 1.0)
+            return action
+
+        start = time.monotonic()
+        episode = roll_out(self.env, obs, act, length)
         wall = time.monotonic() - start
-        s = np.asarray(states, dtype=np.float64)
-        a = np.asarray(actions).reshape(len(actions), self.task.action_dim)
+        s, a = episode.states, episode.actions
         if self.spec.model == "learned":
             self.dataset.append_episode(
-                state=s[:-1], action=a, next_state=s[1:], reward=np.asarray(rewards),
-                time=np.arange(len(actions)) * self.env.sim.control_dt,
-                done=np.asarray(dones),
+                state=s[:-1], action=a, next_state=s[1:], reward=episode.rewards,
+                time=np.arange(episode.steps) * self.env.sim.control_dt,
+                done=episode.terminated,
                 meta={"policy": policy, "iteration": step.iteration, "seed": seed})
         return EpisodeOutcome(
             episode_id=index, seed=seed, policy=policy, states=s, actions=a,

@@ -60,6 +60,7 @@ from stable_baselines3.common.buffers import ReplayBuffer  # noqa: E402
 from mbrl_ros.core.data.storage import atomic_write  # noqa: E402
 from mbrl_ros.nodes.runtime import cap_torch_threads  # noqa: E402
 from mbrl_ros.sim.gym_env import HandEnv  # noqa: E402
+from mbrl_ros.sim.rollout import roll_out  # noqa: E402
 
 import benchlib  # noqa: E402
 
@@ -86,19 +87,10 @@ def evaluate(model: SAC, env: HandEnv, episodes: int) -> dict[str, float]:
     rows = []
     for i in range(episodes):
         obs, info = env.reset(seed=EVAL_SEED + i)
-        goals = info["goals"]
-        states, actions = [obs.astype(np.float64)], []
-        done = False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, _ = env.step(action)
-            states.append(obs.astype(np.float64))
-            actions.append(np.asarray(action, dtype=np.float64))
-            done = terminated or truncated
-        steps = len(actions)
-        rows.append(task.episode_metrics(torch.as_tensor(np.array(states)),
-                                         torch.as_tensor(np.array(actions)),
-                                         torch.as_tensor(goals[:steps + 1])))
+        run = roll_out(env, obs, lambda _, o: model.predict(o, deterministic=True)[0])
+        rows.append(task.episode_metrics(torch.as_tensor(run.states),
+                                         torch.as_tensor(run.actions),
+                                         torch.as_tensor(info["goals"][:run.steps + 1])))
     table = {k: np.array([float(r[k]) for r in rows])
              for k in ("score", "return", "steps", "drop", "tracking_error", "success")}
     return {"score": table["score"].mean(), "score_std": table["score"].std(),
