@@ -161,6 +161,23 @@ def test_cosine_schedule_settles_the_weights_and_still_fits():
     assert moves["cosine"][-1] < 0.2 * moves["cosine"][0], moves
 
 
+def test_bfloat16_matmuls_fit_as_well_and_keep_float32_weights():
+    train, val = linear_batch(4000, seed=0), linear_batch(1000, seed=1)
+    config = TrainConfig(epochs=30, batch_size=128, input_noise=0.0)
+    full, mixed = small_model(), small_model()
+    r32 = train_ensemble(full, train, val, config)
+    r16 = train_ensemble(mixed, train, val, dataclasses.replace(config, precision="bfloat16"))
+    assert not r16.diverged and r16.final_metrics["val_mse_norm"] < 5e-3
+    # the matmuls really ran in bfloat16 (other rounding, other steps), the weights did not
+    assert r16.train_loss[0] != r32.train_loss[0]
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    # the chained loss runs its steps in the same precision
+    episodes = linear_episodes(num=20, length=15, seed=21)
+    chained = train_ensemble(small_model(), episodes, None, TrainConfig(
+        epochs=4, batch_size=50, input_noise=0.0, rollout_steps=3, precision="bfloat16"))
+    assert not chained.diverged and chained.train_loss[-1] < chained.train_loss[0]
+
+
 def test_weight_averaging_returns_the_mean_of_the_last_epochs():
     train, val = linear_batch(2000, seed=12), linear_batch(500, seed=13)
     config = TrainConfig(epochs=6, batch_size=100, input_noise=0.0)
@@ -296,6 +313,8 @@ def test_bad_inputs_raise():
         TrainConfig(average_last_epochs=2, patience=3)
     with pytest.raises(ValueError, match="rollout_steps"):
         TrainConfig(rollout_steps=0)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="float16")
     with pytest.raises(ValueError, match="deterministic"):
         train_ensemble(small_model(probabilistic=True), linear_batch(50, seed=1), None,
                        TrainConfig(epochs=1, rollout_steps=2))
