@@ -174,6 +174,14 @@ BUDGETS = {
                                         planner_overrides=(("inference_dtype", "bfloat16"),),
                                         trainer_overrides=(("train.epochs", 80),
                                                            ("ensemble.hidden", [500, 500]))),
+    # pddm_explore40_wide training its members' matmuls in bfloat16 (train.precision): half
+    # the time per epoch on this AMD EPYC, and on the same 100,945 transitions three such
+    # retrainings scored 0.83 / 0.83 / 0.73 of the perfect model (float32: 0.89 / 0.73 / 0.87)
+    "pddm_explore40_wide_bf16": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
+                                             planner_overrides=(("inference_dtype", "bfloat16"),),
+                                             trainer_overrides=(("train.epochs", 80),
+                                                                ("ensemble.hidden", [500, 500]),
+                                                                ("train.precision", "bfloat16"))),
     "pddm_moderate_scratch": BudgetPreset(Budget(40, 150, 10, 1), 1, 10.0, 20, 5,
                                           planner_overrides=(("gamma", 10.0), ("sigma", 0.5),
                                                              ("inference_dtype", "bfloat16")),
@@ -478,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --collect-only: also summarise the learned runs in DIR "
                              "(another budget, e.g. PDDM's planner settings) as "
                              "summary.<task>.learned_mppi_<NAME>")
+    parser.add_argument("--keep-own", action="store_true",
+                        help="with --collect-only and --compare: keep --out's own runs as "
+                             "recorded (their folders may be another machine's or replaced) "
+                             "and rewrite only the compared blocks")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     planners = [p for p in args.planners.split(",") if p]
@@ -534,13 +546,23 @@ def main(argv: list[str] | None = None) -> int:
             for task in tasks:
                 for planner, curve in other["tasks"][task]["learned"].items():
                     extra[task][f"{planner} ({name})"] = curve
-        result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent, extra,
-                         previous, bounds, picture_prefix=args.out.stem)
+        if args.keep_own:
+            if previous is None or not others:
+                parser.error("--keep-own needs an existing --out and at least one --compare")
+            result = {k: v for k, v in previous.items() if k != "benchmark"}
+        else:
+            result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent,
+                             extra, previous, bounds, picture_prefix=args.out.stem)
         for name, (folder, other) in others.items():
             for task in tasks:
-                result["summary"][task][f"learned_mppi_{name}"] = dict(
-                    other["summary"][task]["learned_mppi"] or {}, runs=folder)
-        if previous:
+                summary = other["summary"][task]
+                block = dict(summary["learned_mppi"] or {}, runs=folder,
+                             measured=benchlib.now_iso(), machine=benchlib.cpu_model())
+                # the saved models judged by bench_checkpoints (e.g. with the acting planner)
+                if summary.get("learned_mppi_checkpoints"):
+                    block["checkpoints"] = summary["learned_mppi_checkpoints"]
+                result["summary"][task][f"learned_mppi_{name}"] = block
+        if previous and not args.keep_own:
             kept = carry_over_summary(result, previous)
             if kept:
                 log(f"kept from the previous {args.out} (runs not on this machine): "

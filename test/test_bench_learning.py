@@ -303,31 +303,60 @@ def test_a_run_stopped_part_way_leaves_its_last_iteration_out():
     assert [p["iteration"] for p in curves.run_points(rows)] == [0.0, 1.0, 2.0]
 
 
-def test_a_result_of_its_own_is_judged_by_the_recorded_bound_and_has_its_own_picture(tmp_path):
+def _one_iteration_run(runs: Path, score: float) -> None:
+    """A learned Baoding run of two random episodes that drop and one iteration of two MPC
+    episodes that keep the balls and score ``score``."""
     from mbrl_ros.results import METRIC_COLUMNS, MetricsLog
 
-    recorded = json.loads((BENCH / "results" / "learning.json").read_text())
-    bound = recorded["summary"]["baoding"]["perfect_model"]
-    run = tmp_path / "runs" / "baoding_mppi_learned_seed0"
     rows = []
     for episode, (iteration, policy) in enumerate([(0, "random")] * 2 + [(1, "mpc")] * 2, 1):
         row = dict.fromkeys(METRIC_COLUMNS, 0)
+        kept = policy == "mpc"
         row.update(episode=episode, iteration=iteration, policy=policy, steps=100,
-                   transitions=100 * episode, score=2 * bound["score"], drop=False,
-                   success=True, tracking_error=0.01, **{"return": -10.0})
+                   transitions=100 * episode, score=score if kept else 10 * score,
+                   drop=not kept, success=kept, tracking_error=0.01, **{"return": -10.0})
         rows.append(row)
-    MetricsLog(run / "metrics.csv").extend(rows)
-    out = tmp_path / "results" / "learning_other.json"
+    MetricsLog(runs / "baoding_mppi_learned_seed0" / "metrics.csv").extend(rows)
+
+
+def _collect(*args: str) -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH / "bench_learning.py"), "--collect-only", "--tasks",
-         "baoding", "--planners", "mppi", "--seeds", "0", "--runs", str(tmp_path / "runs"),
-         "--out", str(out)], capture_output=True, text=True, timeout=120, check=False)
+         "baoding", "--planners", "mppi", "--seeds", "0", *args],
+        capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_a_result_of_its_own_is_judged_by_the_recorded_bound_and_has_its_own_picture(tmp_path):
+    recorded = json.loads((BENCH / "results" / "learning.json").read_text())
+    bound = recorded["summary"]["baoding"]["perfect_model"]
+    _one_iteration_run(tmp_path / "runs", 2 * bound["score"])
+    out = tmp_path / "results" / "learning_other.json"
+    _collect("--runs", str(tmp_path / "runs"), "--out", str(out))
     summary = json.loads(out.read_text())["summary"]["baoding"]
     assert summary["perfect_model"]["score"] == bound["score"]
     assert summary["learned_mppi"]["score_ratio_to_perfect"] == pytest.approx(0.5, rel=1e-4)
     assert (tmp_path / "results" / "learning_other_baoding.png").stat().st_size > 10_000
     assert not (tmp_path / "results" / "learning_baoding.png").exists()
+
+
+def test_keep_own_adds_a_compared_run_and_leaves_the_recorded_blocks_as_they_were(tmp_path):
+    recorded = json.loads((BENCH / "results" / "learning.json").read_text())
+    out = tmp_path / "learning.json"
+    out.write_text(json.dumps(recorded))
+    bound = recorded["summary"]["baoding"]["perfect_model"]
+    _one_iteration_run(tmp_path / "other", 1.25 * bound["score"])
+    _collect("--runs", str(tmp_path / "absent"), "--out", str(out), "--keep-own",
+             "--compare", f"other={tmp_path / 'other'}")
+    written = json.loads(out.read_text())
+    baoding = written["summary"]["baoding"]
+    for name, block in recorded["summary"]["baoding"].items():
+        assert baoding[name] == block, name
+    assert written["date"] == recorded["date"]
+    other = baoding["learned_mppi_other"]
+    assert other["runs"] == str(tmp_path / "other") and other["measured"]
+    assert other["score_ratio_to_perfect"] == pytest.approx(0.8, rel=1e-4)
+    assert other["transitions_to_criterion"] == 400
 
 
 def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():
