@@ -182,6 +182,16 @@ BUDGETS = {
                                              trainer_overrides=(("train.epochs", 80),
                                                                 ("ensemble.hidden", [500, 500]),
                                                                 ("train.precision", "bfloat16"))),
+    # pddm_explore40_wide_bf16 where each retraining continues the last model for 20 epochs
+    # (train.from_scratch false) instead of 80 from new weights: a quarter of the training
+    # time; fork a wide run at an iteration whose model met the bar to see whether the warm
+    # starts keep it there (PDDM retrains from scratch)
+    "pddm_explore40_wide_warm": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
+                                             planner_overrides=(("inference_dtype", "bfloat16"),),
+                                             trainer_overrides=(("train.epochs", 20),
+                                                                ("ensemble.hidden", [500, 500]),
+                                                                ("train.precision", "bfloat16"),
+                                                                ("train.from_scratch", False))),
     "pddm_moderate_scratch": BudgetPreset(Budget(40, 150, 10, 1), 1, 10.0, 20, 5,
                                           planner_overrides=(("gamma", 10.0), ("sigma", 0.5),
                                                              ("inference_dtype", "bfloat16")),
