@@ -150,6 +150,39 @@ def _tiny_run(out: Path, budget: tuple[int, int, int, int], episode_length: int 
     return spec
 
 
+def test_late_trainer_settings_take_over_once_the_dataset_is_large_enough(tmp_path):
+    """``late_trainer_from``: retrainings below the threshold use the run's own members,
+    those at or above it the late overrides (wider members here), and the stored models
+    say which they are."""
+    sys.path.insert(0, str(BENCH))
+    from mbrl_ros.core.experiment import Budget
+    from mbrl_ros.core.models.serialization import load_model
+
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    spec = RunSpec(task="baoding", budget=Budget(4, 3, 1, 0), episode_length=8,
+                   planner_overrides={"num_samples": 16},
+                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9},
+                   late_trainer_from=40,
+                   late_trainer_overrides={"ensemble.hidden": [32, 32]})
+    lines: list[str] = []
+    run = PDDMRun(spec, tmp_path / "run", lines.append)
+    assert run.settings_for(39) is run.train_settings
+    assert run.settings_for(40) is run.late_train_settings
+    assert run.late_train_settings.architecture.hidden_sizes == (32, 32)
+    assert run.train_settings.architecture.hidden_sizes != (32, 32)
+    run.run()
+    trained = [line for line in lines if " model on " in line]
+    assert len(trained) == 3, lines
+    # 4 random episodes of <= 8 steps: at most 32 transitions when iteration 1 trains
+    assert "late" not in trained[0] and "late trainer settings" in trained[-1], trained
+    hidden = [load_model(tmp_path / "run" / "models" / f"iteration_{i:04d}.model")[0]
+              .config.hidden_sizes for i in (1, 3)]
+    assert hidden[0] != (32, 32) and hidden[1] == (32, 32)
+    with pytest.raises(ValueError, match="late_trainer_from"):
+        RunSpec(task="baoding", late_trainer_from=-1)
+
+
 def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
     """fork_run: the fork holds the parent's episodes, rows and models before the fork
     iteration, takes the new planner settings, and finishes the budget from there (the
@@ -346,6 +379,8 @@ def test_keep_own_adds_a_compared_run_and_leaves_the_recorded_blocks_as_they_wer
     out.write_text(json.dumps(recorded))
     bound = recorded["summary"]["baoding"]["perfect_model"]
     _one_iteration_run(tmp_path / "other", 1.25 * bound["score"])
+    timing = tmp_path / "other" / "baoding_mppi_learned_seed0" / "timing.json"
+    timing.write_text(json.dumps({"active_s": 36.0, "transitions": 400}))
     _collect("--runs", str(tmp_path / "absent"), "--out", str(out), "--keep-own",
              "--compare", f"other={tmp_path / 'other'}")
     written = json.loads(out.read_text())
@@ -357,6 +392,8 @@ def test_keep_own_adds_a_compared_run_and_leaves_the_recorded_blocks_as_they_wer
     assert other["runs"] == str(tmp_path / "other") and other["measured"]
     assert other["score_ratio_to_perfect"] == pytest.approx(0.8, rel=1e-4)
     assert other["transitions_to_criterion"] == 400
+    assert other["throughput"]["transitions_per_hour"] == pytest.approx(40_000.0)
+    assert other["throughput"]["machine"]
 
 
 def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():

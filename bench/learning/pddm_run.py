@@ -41,7 +41,7 @@ from mbrl_ros.core.experiment import (
     run_experiment,
 )
 from mbrl_ros.core.models.ensemble import EnsembleDynamics
-from mbrl_ros.core.models.retraining import retrain
+from mbrl_ros.core.models.retraining import RetrainSettings, retrain
 from mbrl_ros.core.models.serialization import load_model, save_model
 from mbrl_ros.core.planners import DynamicsModel
 from mbrl_ros.core.planning.exploration import RandomVelocityExploration
@@ -83,12 +83,20 @@ class RunSpec:
     #: episodes (normalized units, clipped to [-1, 1]; 0: PDDM): a collection lever that
     #: puts action effects the planner asks about into the data
     mpc_action_noise: float = 0.0
+    #: from the retraining whose dataset holds this many transitions on, the trainer also
+    #: takes ``late_trainer_overrides`` (None: never): members that are cheap to retrain
+    #: while the data is scarce, the costly ones that meet the bar once it is not
+    late_trainer_from: int | None = None
+    late_trainer_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if not (np.isfinite(self.mpc_action_noise) and 0.0 <= self.mpc_action_noise <= 1.0):
             raise ValueError(f"mpc_action_noise must be in [0, 1], got {self.mpc_action_noise}")
+        if self.late_trainer_from is not None and self.late_trainer_from < 0:
+            raise ValueError(f"late_trainer_from must be None or >= 0, "
+                             f"got {self.late_trainer_from}")
 
     @property
     def name(self) -> str:
@@ -117,8 +125,11 @@ def planner_values(spec: RunSpec) -> dict[str, Any]:
     return node_values("mpc_planner", PLANNER_PARAMS, ["planner", spec.task], overrides)
 
 
-def trainer_values(spec: RunSpec) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"train.seed": spec.seed, **spec.trainer_overrides}
+def trainer_values(spec: RunSpec, late: bool = False) -> dict[str, Any]:
+    """The dynamics_trainer parameters of this run; ``late``: those of its retrainings from
+    ``spec.late_trainer_from`` transitions on."""
+    overrides: dict[str, Any] = {"train.seed": spec.seed, **spec.trainer_overrides,
+                                 **(spec.late_trainer_overrides if late else {})}
     if spec.episode_length is not None:
         overrides["episode_length"] = spec.episode_length
     return node_values("dynamics_trainer", TRAINER_PARAMS, ["trainer", spec.task], overrides)
@@ -147,6 +158,8 @@ class PDDMRun:
         self.exploration = RandomVelocityExploration(self.task.action_dim,
                                                      exploration_config(p), seed=spec.seed)
         self.train_settings = retrain_settings(self.task, trainer_values(spec))
+        self.late_train_settings = (retrain_settings(self.task, trainer_values(spec, late=True))
+                                    if spec.late_trainer_from is not None else None)
         self.metrics = MetricsLog(self.out / "metrics.csv")
         self.dataset = EpisodeDataset(self.out / "dataset")
         self.models_dir = self.out / "models"
@@ -228,13 +241,16 @@ class PDDMRun:
         # a warm start (trainer ``train.from_scratch: false``) trains a copy of the current
         # model: the one planning stays intact if the new one is rejected
         previous = copy.deepcopy(self.model) if self.model is not None else None
-        outcome = retrain(self.dataset, self.train_settings, previous=previous)
+        settings = self.settings_for(self.dataset.num_transitions)
+        late = " (late trainer settings)" if settings is self.late_train_settings else ""
+        outcome = retrain(self.dataset, settings, previous=previous)
         m = outcome.metrics
         if outcome.accepted and outcome.model is not None:
             save_model(path, outcome.model, {"iteration": iteration, "task": self.task.name})
             self._use(outcome.model)
             self.log(f"{self.spec.name}: iteration {iteration} model on "
-                     f"{m['num_transitions']} transitions in {time.monotonic() - start:.1f} s "
+                     f"{m['num_transitions']} transitions{late} in "
+                     f"{time.monotonic() - start:.1f} s "
                      f"({outcome.message}), "
                      f"val one-step MSE {m['val_one_step_mse']:.3g}")
         else:
@@ -242,6 +258,15 @@ class PDDMRun:
                     "exploring until a model is accepted, as the planner node does")
             self.log(f"{self.spec.name}: iteration {iteration} model rejected "
                      f"({outcome.message}); {keep}")
+
+    def settings_for(self, transitions: int) -> RetrainSettings:
+        """The retraining of a dataset of ``transitions``: the late one from
+        ``spec.late_trainer_from`` on, else the run's own."""
+        late_from = self.spec.late_trainer_from
+        if self.late_train_settings is not None and late_from is not None \
+                and transitions >= late_from:
+            return self.late_train_settings
+        return self.train_settings
 
     def _use(self, model: EnsembleDynamics) -> None:
         model.set_inference_dtype(INFERENCE_DTYPES[self.planner_values["inference_dtype"]])
