@@ -515,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --collect-only: also summarise the learned runs in DIR "
                              "(another budget, e.g. PDDM's planner settings) as "
                              "summary.<task>.learned_mppi_<NAME>")
+    parser.add_argument("--throughput-from", default=None, metavar="NAME",
+                        help="with --compare: summary.throughput becomes that compared "
+                             "run's (the loop the bar is judged on); the one it replaces is "
+                             "kept under summary.throughput.replaced")
     parser.add_argument("--keep-own", action="store_true",
                         help="with --collect-only and --compare: keep --out's own runs as "
                              "recorded (their folders may be another machine's or replaced) "
@@ -593,6 +597,15 @@ def main(argv: list[str] | None = None) -> int:
                 if task == "baoding":  # its runs' own transitions per hour of active time
                     block["throughput"] = throughput(Path(folder), tasks, seeds)
                 result["summary"][task][f"learned_mppi_{name}"] = block
+        if args.throughput_from is not None:
+            if args.throughput_from not in others:
+                parser.error(f"--throughput-from {args.throughput_from}: no such --compare")
+            folder = others[args.throughput_from][0]
+            replaced = {k: v for k, v in result["summary"].get("throughput", {}).items()
+                        if k != "replaced"}
+            result["summary"]["throughput"] = {**throughput(Path(folder), tasks, seeds),
+                                               "runs": folder, "measured": benchlib.now_iso(),
+                                               "replaced": replaced}
         if previous and not args.keep_own:
             kept = carry_over_summary(result, previous)
             if kept:

@@ -382,7 +382,7 @@ def test_keep_own_adds_a_compared_run_and_leaves_the_recorded_blocks_as_they_wer
     timing = tmp_path / "other" / "baoding_mppi_learned_seed0" / "timing.json"
     timing.write_text(json.dumps({"active_s": 36.0, "transitions": 400}))
     _collect("--runs", str(tmp_path / "absent"), "--out", str(out), "--keep-own",
-             "--compare", f"other={tmp_path / 'other'}")
+             "--compare", f"other={tmp_path / 'other'}", "--throughput-from", "other")
     written = json.loads(out.read_text())
     baoding = written["summary"]["baoding"]
     for name, block in recorded["summary"]["baoding"].items():
@@ -394,6 +394,10 @@ def test_keep_own_adds_a_compared_run_and_leaves_the_recorded_blocks_as_they_wer
     assert other["transitions_to_criterion"] == 400
     assert other["throughput"]["transitions_per_hour"] == pytest.approx(40_000.0)
     assert other["throughput"]["machine"]
+    # the loop the bar is judged on gives the summary's throughput; the old one is kept
+    assert written["summary"]["throughput"]["transitions_per_hour"] == pytest.approx(40_000.0)
+    assert written["summary"]["throughput"]["runs"] == str(tmp_path / "other")
+    assert written["summary"]["throughput"]["replaced"] == recorded["summary"]["throughput"]
 
 
 def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():
