@@ -480,6 +480,30 @@ def carry_over_summary(result: dict[str, Any], previous: dict[str, Any]) -> list
     return kept
 
 
+def bar_block(task_summary: dict[str, Any], names: list[str], variant: str
+              ) -> dict[str, Any]:
+    """``summary.<task>.learned_mppi_bar``: per seed, the fewest transitions at which a saved
+    model of any of the recorded runs ``learned_mppi_<name>`` met PDDM's bar when judged with
+    the planner ``variant`` (``bench_checkpoints``), and by how many transitions every seed
+    had (None while one has not)."""
+    per_seed: dict[str, int | None] = {}
+    sources: dict[str, dict[str, int | None]] = {}
+    for name in names:
+        block = task_summary.get(f"learned_mppi_{name}") or {}
+        reached = (((block.get("checkpoints") or {}).get("variants") or {})
+                   .get(variant, {}).get("transitions_to_criterion") or {})
+        sources[name] = dict(reached)
+        for run, transitions in reached.items():
+            seed = run.rsplit("_", 1)[-1]
+            hits = [v for v in (per_seed.get(seed), transitions) if v is not None]
+            per_seed[seed] = min(hits) if hits else None
+    every = (max(per_seed.values()) if per_seed and None not in per_seed.values() else None)
+    return {"variant": variant, "from": sources, "transitions_to_criterion": per_seed,
+            "seeds": len(per_seed),
+            "seeds_reached": sum(v is not None for v in per_seed.values()),
+            "all_seeds_by": every}
+
+
 def throughput(runs: Path, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
     """Real transitions per hour of the learned Baoding MPPI runs (active time, resumes
     included, from each run's ``timing.json``), with the machine it was measured on."""
@@ -519,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --compare: summary.throughput becomes that compared "
                              "run's (the loop the bar is judged on); the one it replaces is "
                              "kept under summary.throughput.replaced")
+    parser.add_argument("--bar-from", default="", metavar="NAME[,NAME...]",
+                        help="with --collect-only: summary.<task>.learned_mppi_bar from the "
+                             "recorded blocks learned_mppi_<NAME>: per seed, the first "
+                             "transitions at which a checkpoint met PDDM's bar")
+    parser.add_argument("--bar-variant", default="moderate_wide_beta05",
+                        help="the bench_checkpoints planner variant --bar-from judges by")
     parser.add_argument("--keep-own", action="store_true",
                         help="with --collect-only and --compare: keep --out's own runs as "
                              "recorded (their folders may be another machine's or replaced) "
@@ -597,12 +627,18 @@ def main(argv: list[str] | None = None) -> int:
                 if task == "baoding":  # its runs' own transitions per hour of active time
                     block["throughput"] = throughput(Path(folder), tasks, seeds)
                 result["summary"][task][f"learned_mppi_{name}"] = block
+        if bar_names := [n for n in args.bar_from.split(",") if n]:
+            for task in tasks:
+                result["summary"][task]["learned_mppi_bar"] = bar_block(
+                    result["summary"][task], bar_names, args.bar_variant)
         if args.throughput_from is not None:
             if args.throughput_from not in others:
                 parser.error(f"--throughput-from {args.throughput_from}: no such --compare")
             folder = others[args.throughput_from][0]
-            replaced = {k: v for k, v in result["summary"].get("throughput", {}).items()
-                        if k != "replaced"}
+            old = result["summary"].get("throughput", {})
+            # refreshing the same run's figure keeps what it replaced the first time
+            replaced = (old.get("replaced") if old.get("runs") == folder
+                        else {k: v for k, v in old.items() if k != "replaced"})
             result["summary"]["throughput"] = {**throughput(Path(folder), tasks, seeds),
                                                "runs": folder, "measured": benchlib.now_iso(),
                                                "replaced": replaced}

@@ -397,7 +397,35 @@ def test_keep_own_adds_a_compared_run_and_leaves_the_recorded_blocks_as_they_wer
     # the loop the bar is judged on gives the summary's throughput; the old one is kept
     assert written["summary"]["throughput"]["transitions_per_hour"] == pytest.approx(40_000.0)
     assert written["summary"]["throughput"]["runs"] == str(tmp_path / "other")
-    assert written["summary"]["throughput"]["replaced"] == recorded["summary"]["throughput"]
+    before = {k: v for k, v in recorded["summary"]["throughput"].items() if k != "replaced"}
+    assert written["summary"]["throughput"]["replaced"] == before
+    _collect("--runs", str(tmp_path / "absent"), "--out", str(out), "--keep-own",
+             "--compare", f"other={tmp_path / 'other'}", "--throughput-from", "other",
+             "--bar-from", "other", "--bar-variant", "moderate_wide_beta05")
+    again = json.loads(out.read_text())["summary"]
+    assert again["throughput"]["replaced"] == before
+    assert again["baoding"]["learned_mppi_bar"]["from"] == {"other": {}}
+
+
+def test_bar_block_takes_each_seeds_first_crossing_over_the_named_runs():
+    sys.path.insert(0, str(BENCH))
+    from bench_learning import bar_block
+
+    def block(reached: dict) -> dict:
+        return {"checkpoints": {"variants": {"v": {"transitions_to_criterion": reached}}}}
+
+    summary = {"learned_mppi_a": block({"baoding_mppi_learned_seed0": 84_000,
+                                        "baoding_mppi_learned_seed2": None}),
+               "learned_mppi_b": block({"baoding_mppi_learned_seed2": 96_000,
+                                        "baoding_mppi_learned_seed0": 90_000})}
+    bar = bar_block(summary, ["a", "b"], "v")
+    assert bar["transitions_to_criterion"] == {"seed0": 84_000, "seed2": 96_000}
+    assert (bar["seeds"], bar["seeds_reached"], bar["all_seeds_by"]) == (2, 2, 96_000)
+    summary["learned_mppi_c"] = block({"baoding_mppi_learned_seed1": None})
+    bar = bar_block(summary, ["a", "b", "c", "absent"], "v")
+    assert (bar["seeds"], bar["seeds_reached"], bar["all_seeds_by"]) == (3, 2, None)
+    assert bar["from"]["absent"] == {}
+    assert bar_block(summary, ["a"], "other")["all_seeds_by"] is None
 
 
 def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():
