@@ -489,10 +489,9 @@ def bar_block(task_summary: dict[str, Any], names: list[str], variant: str
     per_seed: dict[str, int | None] = {}
     sources: dict[str, dict[str, int | None]] = {}
     for name in names:
-        block = task_summary.get(f"learned_mppi_{name}") or {}
-        reached = (((block.get("checkpoints") or {}).get("variants") or {})
-                   .get(variant, {}).get("transitions_to_criterion") or {})
-        sources[name] = dict(reached)
+        checkpoints = (task_summary.get(f"learned_mppi_{name}") or {}).get("checkpoints")
+        judged = (checkpoints or {}).get("variants", {}).get(variant, {})
+        reached = sources[name] = dict(judged.get("transitions_to_criterion") or {})
         for run, transitions in reached.items():
             seed = run.rsplit("_", 1)[-1]
             hits = [v for v in (per_seed.get(seed), transitions) if v is not None]

@@ -262,11 +262,9 @@ class PDDMRun:
     def settings_for(self, transitions: int) -> RetrainSettings:
         """The retraining of a dataset of ``transitions``: the late one from
         ``spec.late_trainer_from`` on, else the run's own."""
-        late_from = self.spec.late_trainer_from
-        if self.late_train_settings is not None and late_from is not None \
-                and transitions >= late_from:
-            return self.late_train_settings
-        return self.train_settings
+        if self.late_train_settings is None or transitions < self.spec.late_trainer_from:
+            return self.train_settings
+        return self.late_train_settings
 
     def _use(self, model: EnsembleDynamics) -> None:
         model.set_inference_dtype(INFERENCE_DTYPES[self.planner_values["inference_dtype"]])
