@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Learning curves from evaluation episodes: a learned run's checkpoints, closed loop.
 
-What: every ``--every``-th model a learned Baoding run saved (``models/iteration_*.model``)
-plans fixed evaluation episodes (the same seeds for every checkpoint; they add no data)
-with one or more planner variants:
+What: every ``--every``-th model a learned run (Baoding or cube) saved
+(``models/iteration_*.model``) plans fixed evaluation episodes (the same seeds for every
+checkpoint; they add no data) with one or more planner variants:
 - ``pddm``: PDDM's settings (N 700, H 7, gamma 20, beta 0.6, sigma 0.9);
 - ``moderate``: gamma 10, sigma 0.5 (a softer weighting and narrower sampling);
 - ``gentle``: gamma 5, sigma 0.5;
@@ -13,7 +13,9 @@ with one or more planner variants:
 Per checkpoint and variant: drop rate, success rate (no drop, mean error < 2 cm), steps kept,
 tracking error and PDDM's score with its ratio to the perfect-model bound (the learning
 benchmark's perfect-model runs, when they exist). This separates what the data taught the
-model from how the run's own (data-collecting) planner acts on it.
+model from how the run's own (data-collecting) planner acts on it. A task whose episodes
+have named goals (the cube: left, right, up, down by seed) also gets the figures per goal
+(``by_goal``): where it falls short.
 
 Resumable: results accumulate in ``--out``; an evaluated (checkpoint, variant) is not redone.
 Run: ``.venv/bin/python bench/bench_checkpoints.py --run runs/bench_learning/pddm_explore/
@@ -115,17 +117,35 @@ def controller(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str
                                      env.task), values
 
 
-def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int
-             ) -> dict[str, Any]:
-    mpc, _ = controller(env, path, overrides, dtype)
-    eps = [episode(env, mpc, seed=EVAL_SEED + k, horizon=mpc.planner.horizon)
-           for k in range(episodes)]
-    return {"episodes": episodes,
+def episode_means(eps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Drop and success rates, steps kept, tracking error and score over ``eps``."""
+    return {"episodes": len(eps),
             "drop_rate": float(np.mean([e["drop"] for e in eps])),
             "success_rate": float(np.mean([e["success"] for e in eps])),
             "steps": float(np.mean([e["steps"] for e in eps])),
             "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
             "score": float(np.mean([e["score"] for e in eps]))}
+
+
+def by_goal(eps: list[dict[str, Any]], goals: list[str]) -> dict[str, dict[str, Any]]:
+    """``episode_means`` per goal name (``goals[i]`` is episode i's), in first-seen order:
+    where a task with several goals (the cube's four turns) falls short."""
+    return {name: episode_means([e for e, g in zip(eps, goals, strict=True) if g == name])
+            for name in dict.fromkeys(goals)}
+
+
+def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int
+             ) -> dict[str, Any]:
+    """The model at ``path`` on the fixed episodes ``EVAL_SEED + k``; a task that names its
+    episodes' goals (``goal_name``) also gets the figures per goal (``by_goal``)."""
+    mpc, _ = controller(env, path, overrides, dtype)
+    seeds = [EVAL_SEED + k for k in range(episodes)]
+    eps = [episode(env, mpc, seed=seed, horizon=mpc.planner.horizon) for seed in seeds]
+    result = episode_means(eps)
+    goal_name = getattr(env.task, "goal_name", None)
+    if goal_name is not None:
+        result["by_goal"] = by_goal(eps, [goal_name(seed) for seed in seeds])
+    return result
 
 
 def evaluation_panels(axes: Any, perfect_tracking_error: float | None) -> None:

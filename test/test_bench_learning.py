@@ -308,6 +308,15 @@ def test_checkpoint_summary_takes_the_newest_and_the_first_checkpoint_at_the_bar
                                                     "baoding_mppi_learned_seed1": None}
     assert moderate["mean_newest"]["drop_rate"] == pytest.approx(0.3)
     assert checkpoint_summary(tmp_path, "b", "cube") is None
+    # a task with named goals keeps its newest checkpoint's figures per goal
+    cube = tmp_path / "checkpoints_b_cube_seed0.json"
+    _checkpoints_file(cube, "runs/bench_learning/b/cube_mppi_learned_seed0", 16,
+                      [(30, 60_000, 0.25, 0.3)])
+    data = json.loads(cube.read_text())
+    data["checkpoints"][0]["by_variant"]["moderate"]["by_goal"] = {"up": {"drop_rate": 0.5}}
+    cube.write_text(json.dumps(data))
+    cube_seed0 = checkpoint_summary(tmp_path, "b", "cube")["variants"]["moderate"]["newest"]
+    assert cube_seed0["cube_mppi_learned_seed0"]["by_goal"] == {"up": {"drop_rate": 0.5}}
     # another precision is a variant of its own, not a second measurement of "moderate"
     fp32 = tmp_path / "checkpoints_fp32_b_seed0.json"
     _checkpoints_file(fp32, run0, 32, [(30, 60_000, 0.5, 0.5)])
@@ -445,3 +454,21 @@ def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():
     true[:5] = -torch.inf
     blind = ranking(torch.zeros(50), true, gamma=10.0)
     assert blind["weighting_efficiency"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_checkpoint_figures_per_goal_split_the_episodes_by_their_goal():
+    sys.path.insert(0, str(BENCH))
+    from bench_checkpoints import by_goal
+
+    def ep(drop: bool, error: float) -> dict:
+        return {"drop": drop, "success": not drop and error < 0.2, "steps": 40 if drop else 70,
+                "tracking_error": error, "score": -error}
+
+    eps = [ep(False, 0.1), ep(True, 0.9), ep(False, 0.3), ep(True, 0.7)]
+    split = by_goal(eps, ["left", "up", "left", "up"])
+    assert list(split) == ["left", "up"]
+    assert split["left"]["drop_rate"] == 0.0 and split["up"]["drop_rate"] == 1.0
+    assert split["left"]["success_rate"] == 0.5 and split["up"]["episodes"] == 2
+    assert split["left"]["tracking_error"] == pytest.approx(0.2)
+    with pytest.raises(ValueError):  # one goal name per episode
+        by_goal(eps, ["left"])

@@ -70,6 +70,8 @@ def checkpoint_summary(results: Path, budget: str, task: str) -> dict[str, Any] 
             res = row["by_variant"][name]
             newest[run] = {"iteration": iteration, "transitions": row["transitions"],
                            "episodes": res["episodes"], **{k: res.get(k) for k in FIELDS}}
+            if "by_goal" in res:  # a task with named goals: where it falls short
+                newest[run]["by_goal"] = res["by_goal"]
             hits = [r["transitions"] for _, r in evaluated if meets_bar(r["by_variant"][name])]
             reached[run] = min(hits) if hits else None
         settings = next(r[i]["by_variant"][name]["settings"] for r in runs.values() for i in r
