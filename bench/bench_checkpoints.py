@@ -106,6 +106,12 @@ def perfect_bound(runs: Path, task: str = "baoding") -> dict[str, float] | None:
     return None
 
 
+def run_task(run: Path) -> str:
+    """The task a learned run learned (its ``spec.json``; Baoding for a run without one)."""
+    spec = run / "spec.json"
+    return json.loads(spec.read_text())["task"] if spec.exists() else "baoding"
+
+
 def controller(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str
                ) -> tuple[ModelPredictiveController, dict[str, Any]]:
     """MPC on the model at ``path`` with the run's planner plus ``overrides``, and the
@@ -213,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["iteration"], v): r["by_variant"][v] for r in old.get("checkpoints", [])
             for v in r["by_variant"]}
     torch.set_num_threads(1)
-    spec = args.run / "spec.json"
-    task = json.loads(spec.read_text())["task"] if spec.exists() else "baoding"
+    task = run_task(args.run)
     env = HandEnv(task, **run_env_options(args.run))  # the states the models learned from
     bound = perfect_bound(args.perfect_runs, task)
     perfect = None if bound is None else bound["score"]

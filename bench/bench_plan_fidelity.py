@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Does a learned model rank the planner's own candidates as the simulator would?
 
-What: each model plans fixed evaluation episodes (seeds 5000.., as ``bench_checkpoints``)
-with one planner variant. Every ``--every``-th step, a random ``--subset`` of the action
-sequences MPPI has just scored is rolled out on the simulator itself (``SimulatorModel``
-anchored on the executing simulator's state, the perfect-model bound's model) and scored
-with the same task reward. Per model: the Spearman rank correlation between the model's and
-the true scores (MPPI weights samples by their rank-ordered scores), where the model's best
-sample ranks among the true scores (1 = the truly best), the weighting efficiency (the true
-score of MPPI's weighted mean of the subset, from its mean (0) to that of weighting by the
-true scores (1)), and the episodes' own closed-loop numbers. Beside each model's validation
-7-step error (``bench_model_levers``) it shows whether ranking the planner's queries, not
-predicting the recorded data, is what separates good models from bad ones.
+What: each model plans fixed evaluation episodes of its run's task (Baoding or cube; seeds
+5000.., as ``bench_checkpoints``) with one planner variant. Every ``--every``-th step, a
+random ``--subset`` of the action sequences MPPI has just scored is rolled out on the
+simulator itself (``SimulatorModel`` anchored on the executing simulator's state, the
+perfect-model bound's model) and scored with the same task reward. Per model: the Spearman
+rank correlation between the model's and the true scores (MPPI weights samples by their
+rank-ordered scores), where the model's best sample ranks among the true scores (1 = the
+truly best), the weighting efficiency (the true score of MPPI's weighted mean of the subset,
+from its mean (0) to that of weighting by the true scores (1)), and the episodes' own
+closed-loop numbers. Beside each model's validation 7-step error (``bench_model_levers``) it
+shows whether ranking the planner's queries, not predicting the recorded data, is what
+separates good models from bad ones.
 
 Run: ``.venv/bin/python bench/bench_plan_fidelity.py --models A.model,B.model
 [--variant moderate_wide_beta05] [--episodes 4] [--every 5] [--subset 100]``
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_checkpoints import EVAL_SEED, PERFECT_RUNS, VARIANTS, controller, perfect_bound
+from bench_checkpoints import EVAL_SEED, PERFECT_RUNS, VARIANTS, controller, perfect_bound, run_task
 from bench_closed_loop import episode
 
 from mbrl_ros.core.models.evaluation import spearman
@@ -101,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "plan_fidelity.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    bound = perfect_bound(PERFECT_RUNS)
     results = {}
     for text in args.models.split(","):
         path = Path(text)
-        # a run's models live in RUN/models or RUN/levers: plan from the states they learned
-        env = HandEnv("baoding", **run_env_options(path.parent.parent))
+        # a run's models live in RUN/models or RUN/levers: plan the run's task from the
+        # states they learned
+        task = run_task(path.parent.parent)
+        bound = perfect_bound(PERFECT_RUNS, task)
+        env = HandEnv(task, **run_env_options(path.parent.parent))
         result = evaluate(env, path, args.variant, args.episodes, args.every, args.subset,
                           args.dtype)
         if bound:
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{path.name}: spearman {result['spearman']:.2f}, best sample at the "
             f"{100 * result['best_percentile']:.0f}th true percentile, weighting efficiency "
             f"{result['weighting_efficiency']:.2f}; episodes: drops {result['drop']:.2f}, "
-            f"error {100 * result['tracking_error']:.2f} cm")
+            f"error {result['tracking_error']:.4f} (m or rad)")
+        result["task"] = task
         benchlib.write_result(args.out, {
             "benchmark": "plan_fidelity", "variant": args.variant, "episodes": args.episodes,
             "every": args.every, "subset": args.subset, "inference_dtype": args.dtype,
