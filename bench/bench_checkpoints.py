@@ -66,6 +66,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "moderate_wide_h5": {"gamma": 10.0, "sigma": 0.7, "horizon": 5},
     "beta05": {"beta": 0.5},
     "moderate_beta05": {"gamma": 10.0, "sigma": 0.5, "beta": 0.5},
+    # the cube's best acting settings (moderate) with pessimism, a longer horizon, twice the
+    # samples or narrower sampling: planner levers for the goal its models keep dropping
+    "moderate_risk1": {"gamma": 10.0, "sigma": 0.5, "risk_lambda": 1.0},
+    "moderate_h10": {"gamma": 10.0, "sigma": 0.5, "horizon": 10},
+    "moderate_n2000": {"gamma": 10.0, "sigma": 0.5, "num_samples": 2000},
+    "moderate_narrow": {"gamma": 10.0, "sigma": 0.3},
 }
 PERFECT_RUNS = Path("runs/bench_learning/pddm")
 EVAL_SEED = 5000  # evaluation episodes: seeds 5000.. (the runs use s * 1_000_003 + e)
