@@ -36,7 +36,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -209,25 +209,19 @@ BUDGETS = {
                                    late_trainer_overrides=(("train.epochs", 80),
                                                            ("ensemble.hidden", [500, 500]),
                                                            ("train.precision", "bfloat16"))),
-    # pddm_late_wide collecting with the planner that dropped the cube least on its wide
-    # models (gamma 10, sigma 0.5, H 10; kept 2 of 4 "down" episodes, which no other setting
-    # kept): fork a cube run into it (learning/fork_run.py) to see whether data in which the
-    # cube survives the roll towards the fingertips teaches the model to catch it
-    "pddm_late_wide_h10": BudgetPreset(Budget(40, 75, 40, 1), 1, 10.0, 20, 5,
-                                       planner_overrides=(("inference_dtype", "bfloat16"),
-                                                          ("gamma", 10.0), ("sigma", 0.5),
-                                                          ("horizon", 10)),
-                                       trainer_overrides=(("train.epochs", 40),
-                                                          ("train_threads", 2)),
-                                       late_trainer_from=78_000,
-                                       late_trainer_overrides=(("train.epochs", 80),
-                                                               ("ensemble.hidden", [500, 500]),
-                                                               ("train.precision", "bfloat16"))),
     "pddm_moderate_scratch": BudgetPreset(Budget(40, 150, 10, 1), 1, 10.0, 20, 5,
                                           planner_overrides=(("gamma", 10.0), ("sigma", 0.5),
                                                              ("inference_dtype", "bfloat16")),
                                           trainer_overrides=(("train.epochs", 20),)),
 }
+# pddm_late_wide collecting with the planner that dropped the cube least on its wide models
+# (gamma 10, sigma 0.5, H 10; kept 2 of 4 "down" episodes, which no other setting kept): fork
+# a cube run into it (learning/fork_run.py) to see whether data in which the cube survives
+# the roll towards the fingertips teaches the model to catch it
+BUDGETS["pddm_late_wide_h10"] = replace(
+    BUDGETS["pddm_late_wide"], planner_overrides=(("inference_dtype", "bfloat16"),
+                                                  ("gamma", 10.0), ("sigma", 0.5),
+                                                  ("horizon", 10)))
 
 
 def pddm_transition_budget(preset: BudgetPreset, length: int) -> int:
