@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_closed_loop import episode
+from bench_closed_loop import episode, episode_means
 
 from mbrl_ros.core.models.serialization import load_model
 from mbrl_ros.core.planning.mpc import ModelPredictiveController
@@ -127,16 +127,6 @@ def controller(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str
     model.set_inference_dtype(INFERENCE_DTYPES[dtype])
     return ModelPredictiveController(planner_settings(values).build(model, env.task),
                                      env.task), values
-
-
-def episode_means(eps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Drop and success rates, steps kept, tracking error and score over ``eps``."""
-    return {"episodes": len(eps),
-            "drop_rate": float(np.mean([e["drop"] for e in eps])),
-            "success_rate": float(np.mean([e["success"] for e in eps])),
-            "steps": float(np.mean([e["steps"] for e in eps])),
-            "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
-            "score": float(np.mean([e["score"] for e in eps]))}
 
 
 def by_goal(eps: list[dict[str, Any]], goals: list[str]) -> dict[str, dict[str, Any]]:

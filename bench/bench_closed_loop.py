@@ -82,6 +82,16 @@ def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: in
     return {**m, "plan_ms": plan_ms}
 
 
+def episode_means(eps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Drop and success rates, steps kept, tracking error and score over ``eps``."""
+    return {"episodes": len(eps),
+            "drop_rate": float(np.mean([e["drop"] for e in eps])),
+            "success_rate": float(np.mean([e["success"] for e in eps])),
+            "steps": float(np.mean([e["steps"] for e in eps])),
+            "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
+            "score": float(np.mean([e["score"] for e in eps]))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -118,15 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {}
     for name, eps in runs.items():
         times = [t for e in eps for t in e["plan_ms"]]
-        summary[name] = {
-            "episodes": len(eps), "plan_p50_ms": float(np.percentile(times, 50)),
-            "plan_p99_ms": float(np.percentile(times, 99)),
-            "score": float(np.mean([e["score"] for e in eps])),
-            "steps": float(np.mean([e["steps"] for e in eps])),
-            "steps_each": [int(e["steps"]) for e in eps],
-            "drop_rate": float(np.mean([e["drop"] for e in eps])),
-            "tracking_error": float(np.mean([e["tracking_error"] for e in eps])),
-        }
+        summary[name] = {**episode_means(eps), "plan_p50_ms": float(np.percentile(times, 50)),
+                         "plan_p99_ms": float(np.percentile(times, 99)),
+                         "steps_each": [int(e["steps"]) for e in eps]}
     speedup = summary["pddm"]["plan_p50_ms"] / summary["pddm_bf16"]["plan_p50_ms"]
     result = {"benchmark": "closed_loop", "model": str(path), "machine": benchlib.machine_info(),
               "variants": settings_of, "by_variant": summary, "bf16_speedup_p50": speedup}

@@ -218,10 +218,10 @@ BUDGETS = {
 # (gamma 10, sigma 0.5, H 10; kept 2 of 4 "down" episodes, which no other setting kept): fork
 # a cube run into it (learning/fork_run.py) to see whether data in which the cube survives
 # the roll towards the fingertips teaches the model to catch it
+_LATE_WIDE = BUDGETS["pddm_late_wide"]
 BUDGETS["pddm_late_wide_h10"] = replace(
-    BUDGETS["pddm_late_wide"], planner_overrides=(("inference_dtype", "bfloat16"),
-                                                  ("gamma", 10.0), ("sigma", 0.5),
-                                                  ("horizon", 10)))
+    _LATE_WIDE, planner_overrides=(*_LATE_WIDE.planner_overrides, ("gamma", 10.0),
+                                   ("sigma", 0.5), ("horizon", 10)))
 
 
 def pddm_transition_budget(preset: BudgetPreset, length: int) -> int:
