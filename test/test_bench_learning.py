@@ -472,3 +472,70 @@ def test_checkpoint_figures_per_goal_split_the_episodes_by_their_goal():
     assert split["left"]["tracking_error"] == pytest.approx(0.2)
     with pytest.raises(ValueError):  # one goal name per episode
         by_goal(eps, ["left"])
+
+
+def test_catch_data_adds_copies_of_the_extra_episodes_to_the_runs_snapshot(tmp_path):
+    """bench_catch_data: the dataset of ``c`` copies is the run's episodes before the
+    snapshot iteration plus ``c`` times the extra ones; the goal seeds pick only that goal."""
+    parent = tmp_path / "parent"
+    _tiny_run(parent, (4, 3, 1, 0))
+    from bench_catch_data import dataset_with_copies, goal_seeds
+
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.tasks.cube import CubeTask
+
+    seeds = goal_seeds(CubeTask(), "down", 3)
+    assert len(seeds) == 3 and {CubeTask().goal_name(s) for s in seeds} == {"down"}
+    extra = EpisodeDataset(tmp_path / "extra")
+    source = EpisodeDataset(parent / "dataset")
+    for e in source.episode_ids[:2]:
+        ep = source.episode(e)
+        extra.append_episode(state=ep.state, action=ep.action, next_state=ep.next_state,
+                             reward=ep.reward, time=ep.time, done=ep.done, meta=ep.meta)
+    snapshot = dataset_with_copies(parent, 2, extra, 0, tmp_path / "c0").dataset
+    assert len(snapshot.episode_ids) == 5  # 4 random + iteration 1's MPC episode
+    doubled = dataset_with_copies(parent, 2, extra, 2, tmp_path / "c2").dataset
+    assert len(doubled.episode_ids) == 5 + 2 * 2
+    assert doubled.num_transitions == snapshot.num_transitions + 2 * extra.num_transitions
+
+
+def test_catch_data_open_loop_error_is_zero_on_the_models_own_predictions(tmp_path):
+    """open_loop_error: episodes whose next states are the model's own ensemble-mean
+    predictions have no error at any horizon; shifting the true cube height by 1 cm shows
+    as 1 cm of height error and none about x."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    from bench_catch_data import open_loop_error
+
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.experiment import Budget
+    from mbrl_ros.core.models.serialization import load_model
+
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    spec = RunSpec(task="cube", budget=Budget(3, 1, 1, 0), episode_length=12,
+                   planner_overrides={"num_samples": 16},
+                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9})
+    run = PDDMRun(spec, tmp_path / "run", lambda _: None)
+    run.run()
+    path = tmp_path / "run" / "models" / "iteration_0001.model"
+    model, _ = load_model(path)
+    ep = run.dataset.episode(run.dataset.episode_ids[0])
+    state = torch.as_tensor(ep.state[:1], dtype=torch.float32)
+    predicted = []
+    with torch.no_grad():
+        for a in torch.as_tensor(ep.action, dtype=torch.float32):
+            state = model.predict(state, a[None]).mean(0)
+            predicted.append(state[0].numpy().astype(np.float64))
+    states = np.vstack([ep.state[:1], predicted[:-1]])
+    z = run.task.layout.start("cube_pos") + 2
+    for shift, expected in ((0.0, 0.0), (0.01, 0.01)):
+        own = EpisodeDataset(tmp_path / f"own{shift}")
+        nxt = np.array(predicted)
+        nxt[:, z] += shift
+        own.append_episode(state=states, action=ep.action, next_state=nxt, reward=ep.reward,
+                           time=ep.time, done=np.zeros(len(ep), bool))
+        fit = open_loop_error(path, own, run.task, steps=3)
+        assert fit["z_mean"] == pytest.approx(expected, abs=2e-4), fit
+        assert fit["rx_mean"] == pytest.approx(0.0, abs=2e-4), fit
