@@ -17,7 +17,11 @@ that amount of data, and each model is judged two ways:
   height and of its Euler angle about x). The added episodes are in the training data of
   every model but the control: this is how well the model *fits* the catch;
 - closed loop (``bench_checkpoints.evaluate``: the fixed evaluation episodes, figures per
-  goal) with the ``--variant`` planner: whether it can *do* the catch.
+  goal) with the ``--variant`` planner: whether it can *do* the catch;
+- handed over (``--handover K``): each added episode replayed from its seed for its first
+  K actions (the perfect model's roll and catch), then the learned planner takes over:
+  whether it can at least *hold* a caught cube.
+A model already trained by an earlier run of the bench (same work folder) is reused.
 
 Run: ``.venv/bin/python bench/bench_catch_data.py --run runs/bench_learning/pddm_late_wide/
 cube_mppi_learned_seed0 --iteration 55`` (about 25 min alone on 2 cores: the perfect-model
@@ -36,7 +40,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_checkpoints import VARIANTS, evaluate, perfect_bound, run_task
+from bench_checkpoints import VARIANTS, controller, evaluate, perfect_bound, run_task
+from bench_closed_loop import episode_means
 from bench_learning import PERFECT_MODEL_SAMPLES
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
@@ -132,6 +137,36 @@ def open_loop_error(model_path: Path, dataset: EpisodeDataset, task: Any, steps:
     return out
 
 
+def handover(env: HandEnv, model_path: Path | None, extra: EpisodeDataset, steps: int,
+             overrides: dict[str, Any]) -> dict[str, Any]:
+    """Each of ``extra``'s episodes replayed from its seed for its first ``steps`` actions,
+    then planned by the model at ``model_path`` to the episode's end (None: the hand holds
+    still, the zero action): drop rate, steps kept, tracking error (``episode_means``)."""
+    mpc = controller(env, model_path, overrides, "bfloat16")[0] if model_path else None
+    eps = []
+    for e in extra.episode_ids:
+        recorded = extra.episode(e)
+        obs, info = env.reset(seed=int(recorded.meta["seed"]))
+        goals = torch.as_tensor(info["goals"], dtype=torch.float32)
+        if mpc is not None:
+            mpc.reset()
+
+        def act(t: int, state: np.ndarray, goals: torch.Tensor = goals,
+                actions: np.ndarray = recorded.action) -> np.ndarray:
+            if t < steps:
+                return actions[t]
+            if mpc is None:
+                return np.zeros(env.task.action_dim)
+            window = env.task.goal_window(goals, t + 1, mpc.planner.horizon)
+            return mpc.step(torch.as_tensor(state, dtype=torch.float32), window).numpy()
+
+        run = roll_out(env, obs, act, goals.shape[0] - 1)
+        eps.append(env.task.episode_metrics(torch.as_tensor(run.states),
+                                            torch.as_tensor(run.actions),
+                                            goals[: run.steps + 1].double()))
+    return {"after_steps": steps, **episode_means(eps)}
+
+
 def dataset_with_copies(run: Path, iteration: int, extra: EpisodeDataset, copies: int,
                         out: Path) -> PDDMRun:
     """The run's snapshot at ``iteration`` plus ``copies`` copies of ``extra``'s episodes."""
@@ -160,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", default="0,1,8")
     parser.add_argument("--variant", default="moderate", choices=sorted(VARIANTS))
     parser.add_argument("--eval-episodes", type=int, default=16)
+    parser.add_argument("--handover", type=int, default=10,
+                        help="perfect-model actions before the learned planner takes over")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("runs/bench_catch_data"))
     parser.add_argument("--out", type=Path, default=benchlib.RESULTS / "catch_data.json")
@@ -179,31 +216,43 @@ def main(argv: list[str] | None = None) -> int:
         "perfect_min_height": {"mean": float(np.mean(mins)), "lowest": min(mins),
                                "highest": max(mins)},
         "variant": args.variant, "planner": VARIANTS[args.variant],
-        "eval_episodes": args.eval_episodes, "results": []}
+        "eval_episodes": args.eval_episodes,
+        "handover_hold_still": handover(env, None, extra, args.handover, {}), "results": []}
+    earlier = (json.loads(args.out.read_text()).get("results", []) if args.out.exists()
+               else [])
+    train_seconds = {r["copies"]: r.get("train_s") for r in earlier}
     for c in copies:
         work = args.work / f"copies{c}"
-        pddm = dataset_with_copies(args.run, args.iteration, extra, c, work)
-        n = pddm.dataset.num_transitions
-        tic = time.monotonic()
-        outcome = retrain(pddm.dataset, pddm.settings_for(n), previous=None)
-        train_s = time.monotonic() - tic
-        if not outcome.accepted or outcome.model is None:
-            raise RuntimeError(f"retraining with {c} copies was rejected: {outcome.message}")
         path = work / "models" / "catch_data.model"
-        save_model(path, outcome.model, {"task": task_name, "copies": c})
+        if path.exists():  # trained by an earlier run of the bench on the same data
+            n = EpisodeDataset(work / "dataset").num_transitions
+            train_s = train_seconds.get(c)
+            log(f"{c} copies: reusing {path}")
+        else:
+            pddm = dataset_with_copies(args.run, args.iteration, extra, c, work)
+            n = pddm.dataset.num_transitions
+            tic = time.monotonic()
+            outcome = retrain(pddm.dataset, pddm.settings_for(n), previous=None)
+            train_s = time.monotonic() - tic
+            if not outcome.accepted or outcome.model is None:
+                raise RuntimeError(f"retraining with {c} copies was rejected: "
+                                   f"{outcome.message}")
+            save_model(path, outcome.model, {"task": task_name, "copies": c})
         fit = open_loop_error(path, extra, env.task)
         closed = evaluate(env, path, VARIANTS[args.variant], "bfloat16", args.eval_episodes)
         if perfect is not None:
             closed["score_ratio_to_perfect"] = perfect["score"] / closed["score"]
+        held = handover(env, path, extra, args.handover, VARIANTS[args.variant])
         row = {"copies": c, "transitions": n, "added": c * extra.num_transitions,
-               "train_s": train_s, "fit": fit, "closed_loop": closed}
+               "train_s": train_s, "fit": fit, "closed_loop": closed, "handover": held}
         result["results"].append(row)
         benchlib.write_result(args.out, result)  # after every dataset: a partial result
         goal = closed.get("by_goal", {}).get(args.goal, {})
         log(f"{c} copies ({n} transitions): {args.goal} 7-step height error "
             f"{100 * fit['z_mean']:.2f} cm (p90 {100 * fit['z_p90']:.2f}); closed loop "
             f"drops {closed['drop_rate']:.0%}, {args.goal} drops {goal.get('drop_rate', 0):.0%}, "
-            f"error {closed['tracking_error']:.3f}")
+            f"error {closed['tracking_error']:.3f}; handed over after {args.handover} steps: "
+            f"drops {held['drop_rate']:.0%}, error {held['tracking_error']:.3f}")
     return 0
 
 

@@ -539,3 +539,37 @@ def test_catch_data_open_loop_error_is_zero_on_the_models_own_predictions(tmp_pa
         fit = open_loop_error(path, own, run.task, steps=3)
         assert fit["z_mean"] == pytest.approx(expected, abs=2e-4), fit
         assert fit["rx_mean"] == pytest.approx(0.0, abs=2e-4), fit
+
+
+def test_catch_data_handover_replays_the_recorded_actions_before_it_hands_over(tmp_path):
+    """handover: replaying all of an episode's recorded actions reproduces its tracking
+    error (the simulator is deterministic from the seed); holding still from the start
+    does something else."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    from bench_catch_data import handover
+
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.experiment import Budget
+    from mbrl_ros.sim.gym_env import HandEnv
+
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    spec = RunSpec(task="cube", budget=Budget(1, 0, 0, 0), episode_length=12)
+    run = PDDMRun(spec, tmp_path / "run", lambda _: None)
+    run.run()
+    ep = run.dataset.episode(run.dataset.episode_ids[0])
+    env = HandEnv("cube", episode_length=12)
+    states = np.vstack([ep.state, ep.next_state[-1:]])
+    goals = torch.as_tensor(env.task.episode_goals(int(ep.meta["seed"]), len(ep) + 1))
+    recorded = env.task.episode_metrics(torch.as_tensor(states), torch.as_tensor(ep.action),
+                                        goals.double())["tracking_error"]
+    extra = EpisodeDataset(tmp_path / "extra")
+    extra.append_episode(state=ep.state, action=ep.action, next_state=ep.next_state,
+                         reward=ep.reward, time=ep.time, done=ep.done, meta=ep.meta)
+    replayed = handover(env, None, extra, len(ep), {})
+    assert replayed["episodes"] == 1
+    assert replayed["tracking_error"] == pytest.approx(recorded, rel=1e-6)
+    still = handover(env, None, extra, 0, {})
+    assert still["tracking_error"] != pytest.approx(recorded, rel=1e-3)
