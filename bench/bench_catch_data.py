@@ -11,7 +11,7 @@ What: a learned run's snapshot at ``--iteration`` (its episodes before it, as
 ``--goal`` (the simulator as the planner's model, as the learning bench's bound plans:
 N 200), added ``c`` times for each ``c`` of ``--copies`` (0: the snapshot alone, the
 control for retraining noise). Each dataset is retrained with the run's own settings for
-that amount of data, and each model is judged two ways:
+that amount of data, and each model is judged three ways:
 - its 7-step open-loop prediction of the added episodes (the ensemble mean driven by the
   recorded actions from every start; mean / 90th percentile absolute error of the cube's
   height and of its Euler angle about x). The added episodes are in the training data of
@@ -20,7 +20,8 @@ that amount of data, and each model is judged two ways:
   goal) with the ``--variant`` planner: whether it can *do* the catch;
 - handed over (``--handover K``): each added episode replayed from its seed for its first
   K actions (the perfect model's roll and catch), then the learned planner takes over:
-  whether it can at least *hold* a caught cube.
+  whether it can at least *hold* a caught cube (``handover_hold_still``: the same with the
+  hand holding still after the handover, the reference).
 A model already trained by an earlier run of the bench (same work folder) is reused.
 
 Run: ``.venv/bin/python bench/bench_catch_data.py --run runs/bench_learning/pddm_late_wide/
