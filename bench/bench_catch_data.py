@@ -12,10 +12,11 @@ What: a learned run's snapshot at ``--iteration`` (its episodes before it, as
 N 200), added ``c`` times for each ``c`` of ``--copies`` (0: the snapshot alone, the
 control for retraining noise). Each dataset is retrained with the run's own settings for
 that amount of data, and each model is judged three ways:
-- its 7-step open-loop prediction of the added episodes (the ensemble mean driven by the
-  recorded actions from every start; mean / 90th percentile absolute error of the cube's
-  height and of its Euler angle about x). The added episodes are in the training data of
-  every model but the control: this is how well the model *fits* the catch;
+- its 7-step open-loop prediction of the added episodes (each member driven by the
+  recorded actions from every start, then the mean of the members; mean / 90th percentile
+  absolute error of the cube's height and of its Euler angle about x). The added episodes
+  are in the training data of every model but the control: how well the model *fits* the
+  catch;
 - closed loop (``bench_checkpoints.evaluate``: the fixed evaluation episodes, figures per
   goal) with the ``--variant`` planner: whether it can *do* the catch;
 - handed over (``--handover K``): each added episode replayed from its seed for its first
@@ -36,17 +37,19 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from bench_checkpoints import VARIANTS, controller, evaluate, perfect_bound, run_task
-from bench_closed_loop import episode_means
+from bench_closed_loop import episode, episode_means
 from bench_learning import PERFECT_MODEL_SAMPLES
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.core.experiment import Budget
+from mbrl_ros.core.models.evaluation import open_loop_predictions
 from mbrl_ros.core.models.retraining import retrain
 from mbrl_ros.core.models.serialization import load_model, save_model
 from mbrl_ros.core.planning.mpc import ModelPredictiveController
@@ -63,6 +66,11 @@ log = benchlib.Logger("bench_catch_data")
 
 #: perfect-model episodes use seeds from here on (outside the runs' and evaluations' seeds)
 EXPERT_SEED = 2_000_000
+
+
+def height_index(task: Any) -> int:
+    """Column of the cube's height (its z offset from the start pose) in a task state."""
+    return task.layout.start("cube_pos") + 2
 
 
 def goal_seeds(task: Any, goal: str, count: int) -> list[int]:
@@ -111,28 +119,15 @@ def record_perfect_episodes(task_name: str, goal: str, count: int, out: Path,
 
 def open_loop_error(model_path: Path, dataset: EpisodeDataset, task: Any, steps: int = 7
                     ) -> dict[str, float]:
-    """``steps``-step open-loop errors of the ensemble mean on ``dataset``'s episodes:
+    """``steps``-step open-loop errors on ``dataset``'s episodes of the mean of the members'
+    own predictions (``open_loop_predictions``, as the trainer's validation rolls them):
     cube height (m) and Euler angle about x (rad), mean and 90th percentile."""
     model, _ = load_model(model_path)
-    z, rx = task.layout.start("cube_pos") + 2, task.layout.start("cube_euler")
-    errors: dict[str, list[np.ndarray]] = {"z": [], "rx": []}
-    for e in dataset.episode_ids:
-        ep = dataset.episode(e)
-        if len(ep) <= steps:
-            continue
-        states = torch.as_tensor(ep.state, dtype=torch.float32)
-        actions = torch.as_tensor(ep.action, dtype=torch.float32)
-        starts = torch.arange(len(ep) - steps + 1)
-        s = states[starts]
-        with torch.no_grad():
-            for k in range(steps):
-                s = model.predict(s, actions[starts + k]).mean(0)
-        truth = torch.as_tensor(ep.next_state, dtype=torch.float32)[starts + steps - 1]
-        errors["z"].append((s[:, z] - truth[:, z]).abs().numpy())
-        errors["rx"].append((s[:, rx] - truth[:, rx]).abs().numpy())
+    rollouts = open_loop_predictions(model, dataset.batch(), steps)
+    error = (rollouts.predicted[-1].mean(0) - rollouts.truth[-1]).abs()
     out = {}
-    for name, parts in errors.items():
-        values = np.concatenate(parts)
+    for name, column in (("z", height_index(task)), ("rx", task.layout.start("cube_euler"))):
+        values = error[:, column].numpy()
         out[f"{name}_mean"] = float(values.mean())
         out[f"{name}_p90"] = float(np.quantile(values, 0.9))
     return out
@@ -144,28 +139,10 @@ def handover(env: HandEnv, model_path: Path | None, extra: EpisodeDataset, steps
     then planned by the model at ``model_path`` to the episode's end (None: the hand holds
     still, the zero action): drop rate, steps kept, tracking error (``episode_means``)."""
     mpc = controller(env, model_path, overrides, "bfloat16")[0] if model_path else None
-    eps = []
-    for e in extra.episode_ids:
-        recorded = extra.episode(e)
-        obs, info = env.reset(seed=int(recorded.meta["seed"]))
-        goals = torch.as_tensor(info["goals"], dtype=torch.float32)
-        if mpc is not None:
-            mpc.reset()
-
-        def act(t: int, state: np.ndarray, goals: torch.Tensor = goals,
-                actions: np.ndarray = recorded.action) -> np.ndarray:
-            if t < steps:
-                return actions[t]
-            if mpc is None:
-                return np.zeros(env.task.action_dim)
-            window = env.task.goal_window(goals, t + 1, mpc.planner.horizon)
-            return mpc.step(torch.as_tensor(state, dtype=torch.float32), window).numpy()
-
-        run = roll_out(env, obs, act, goals.shape[0] - 1)
-        eps.append(env.task.episode_metrics(torch.as_tensor(run.states),
-                                            torch.as_tensor(run.actions),
-                                            goals[: run.steps + 1].double()))
-    return {"after_steps": steps, **episode_means(eps)}
+    horizon = mpc.planner.horizon if mpc is not None else 1
+    return {"after_steps": steps, **episode_means([
+        episode(env, mpc, seed=int(ep.meta["seed"]), horizon=horizon, prefix=ep.action[:steps])
+        for ep in map(extra.episode, extra.episode_ids)])}
 
 
 def dataset_with_copies(run: Path, iteration: int, extra: EpisodeDataset, copies: int,
@@ -179,9 +156,7 @@ def dataset_with_copies(run: Path, iteration: int, extra: EpisodeDataset, copies
     for c in range(copies):
         for e in extra.episode_ids:
             ep = extra.episode(e)
-            pddm.dataset.append_episode(state=ep.state, action=ep.action,
-                                        next_state=ep.next_state, reward=ep.reward,
-                                        time=ep.time, done=ep.done, meta={**ep.meta, "copy": c})
+            pddm.dataset.append(replace(ep, meta={**ep.meta, "copy": c}))
     return pddm
 
 
@@ -209,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                                     args.work / f"perfect_{args.goal}", args.threads)
     env = HandEnv(task_name)
     perfect = perfect_bound(args.run.parent, task_name)
-    height = env.task.layout.start("cube_pos") + 2
-    mins = [float(extra.episode(e).next_state[:, height].min()) for e in extra.episode_ids]
+    mins = [float(extra.episode(e).next_state[:, height_index(env.task)].min())
+            for e in extra.episode_ids]
     result: dict[str, Any] = {
         "benchmark": "catch_data", "run": str(args.run), "iteration": args.iteration,
         "goal": args.goal, "perfect_episodes": len(extra.episode_ids),

@@ -55,18 +55,26 @@ def newest_model(folder: Path) -> Path | None:
     return models[-1] if models else None
 
 
-def episode(env: HandEnv, mpc: ModelPredictiveController, seed: int, horizon: int,
-            planned: Callable[[int, Tensor, Tensor], None] | None = None) -> dict[str, Any]:
+def episode(env: HandEnv, mpc: ModelPredictiveController | None, seed: int, horizon: int,
+            planned: Callable[[int, Tensor, Tensor], None] | None = None,
+            prefix: np.ndarray | None = None) -> dict[str, Any]:
     """One MPC episode (ends at a drop); its metrics and plan times. ``planned(t, state,
     goals_window)`` runs after each plan, before the action is executed (the simulator still
-    holds the state planned from)."""
+    holds the state planned from). ``prefix [K, A]``: actions executed as given for the
+    first K steps before the controller takes over; ``mpc`` None: the hand holds still
+    (the zero action) instead of planning."""
     task = env.task
     obs, info = env.reset(seed=seed)
     goals = torch.as_tensor(info["goals"], dtype=torch.float32)
-    mpc.reset()
+    if mpc is not None:
+        mpc.reset()
     plan_ms: list[float] = []
 
     def act(t: int, obs: np.ndarray) -> np.ndarray:
+        if prefix is not None and t < len(prefix):
+            return prefix[t]
+        if mpc is None:
+            return np.zeros(task.action_dim)
         window = task.goal_window(goals, t + 1, horizon)
         state = torch.as_tensor(obs, dtype=torch.float32)
         tic = time.perf_counter()

@@ -500,8 +500,8 @@ def test_catch_data_adds_copies_of_the_extra_episodes_to_the_runs_snapshot(tmp_p
 
 
 def test_catch_data_open_loop_error_is_zero_on_the_models_own_predictions(tmp_path):
-    """open_loop_error: episodes whose next states are the model's own ensemble-mean
-    predictions have no error at any horizon; shifting the true cube height by 1 cm shows
+    """open_loop_error: episodes whose last states are the mean of the members' own
+    predictions from their first state have no error; shifting the true cube height by 1 cm shows
     as 1 cm of height error and none about x."""
     import torch
 
@@ -522,21 +522,25 @@ def test_catch_data_open_loop_error_is_zero_on_the_models_own_predictions(tmp_pa
     path = tmp_path / "run" / "models" / "iteration_0001.model"
     model, _ = load_model(path)
     ep = run.dataset.episode(run.dataset.episode_ids[0])
-    state = torch.as_tensor(ep.state[:1], dtype=torch.float32)
-    predicted = []
-    with torch.no_grad():
-        for a in torch.as_tensor(ep.action, dtype=torch.float32):
-            state = model.predict(state, a[None]).mean(0)
-            predicted.append(state[0].numpy().astype(np.float64))
-    states = np.vstack([ep.state[:1], predicted[:-1]])
-    z = run.task.layout.start("cube_pos") + 2
+    z, steps = run.task.layout.start("cube_pos") + 2, 3
+    windows = []  # 3-step pieces of the episode whose last state is the models' prediction
+    for start in range(4):
+        actions = ep.action[start:start + steps]
+        with torch.no_grad():
+            state = torch.as_tensor(ep.state[start:start + 1], dtype=torch.float32)
+            for a in torch.as_tensor(actions, dtype=torch.float32):
+                state = model.predict(state, a[None])  # each member on its own
+        nxt = ep.next_state[start:start + steps].copy()
+        nxt[-1] = state.mean(0)[0].numpy()
+        windows.append((ep.state[start:start + steps], actions, nxt))
     for shift, expected in ((0.0, 0.0), (0.01, 0.01)):
         own = EpisodeDataset(tmp_path / f"own{shift}")
-        nxt = np.array(predicted)
-        nxt[:, z] += shift
-        own.append_episode(state=states, action=ep.action, next_state=nxt, reward=ep.reward,
-                           time=ep.time, done=np.zeros(len(ep), bool))
-        fit = open_loop_error(path, own, run.task, steps=3)
+        for states, actions, nxt in windows:
+            shifted = nxt.copy()
+            shifted[-1, z] += shift
+            own.append_episode(state=states, action=actions, next_state=shifted,
+                               reward=np.zeros(steps), time=np.arange(steps) * 0.1)
+        fit = open_loop_error(path, own, run.task, steps=steps)
         assert fit["z_mean"] == pytest.approx(expected, abs=2e-4), fit
         assert fit["rx_mean"] == pytest.approx(0.0, abs=2e-4), fit
 
