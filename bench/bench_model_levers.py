@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Which model lever closes the learned controller's gap: the same data, other models.
 
-What: on the dataset of a learned Baoding run (default: the newest ``pddm_explore`` run),
+What: on the dataset of a learned run (Baoding or cube, its ``spec.json`` says; default: the
+newest Baoding ``pddm_explore`` run),
 train one ensemble per lever with the run's trainer settings plus the lever's change (PDDM's
 2 x 250 deterministic members as the run trained them; 40 (PDDM's) or 80 epochs instead of
 the run's 20; probabilistic (Gaussian NLL, PETS) members; 5 members; 2 x 500 wide), then
@@ -26,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_checkpoints import VARIANTS, evaluate, evaluation_panels, perfect_bound
+from bench_checkpoints import VARIANTS, evaluate, evaluation_panels, perfect_bound, run_task
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.core.models.retraining import retrain
 from mbrl_ros.core.models.serialization import save_model
+from mbrl_ros.core.tasks import make_task
 from mbrl_ros.nodes.trainer_params import retrain_settings
 from mbrl_ros.sim.gym_env import HandEnv
 
@@ -89,14 +91,31 @@ LEVERS: dict[str, dict[str, Any]] = {
     # the mean of the last 10 epochs' weights instead of the last step's
     **_over_seeds("batch_256_swa10", {"train.batch_size": 256,
                                       "train.average_last_epochs": 10}),
+    # the goal fields not fed to the members (the cube's goal is one of four labels per
+    # episode, which the data's outcomes correlate with: "down" episodes mostly drop)
+    **_over_seeds("no_goal_inputs", {"ensemble.goal_inputs": False}),
+    # the cube: each transition 3 more times with the cube's axes relabelled by one of its
+    # symmetry rotations ("task." changes are the task's, cube_symmetry)
+    **_over_seeds("cube_symmetry_3", {"task.symmetry_copies": 3}),
 }
 log = benchlib.Logger("bench_model_levers")
 
 
-def run_trainer_overrides(run: Path) -> dict[str, Any]:
-    """The trainer overrides the run was made with (its ``spec.json``)."""
+def run_trainer_overrides(run: Path, transitions: int | None = None) -> dict[str, Any]:
+    """The trainer overrides the run was made with (its ``spec.json``), with its late ones
+    (``late_trainer_overrides``) when ``transitions`` reach ``late_trainer_from``."""
     spec = json.loads((run / "spec.json").read_text())
-    return dict(spec.get("trainer_overrides", {}))
+    overrides = dict(spec.get("trainer_overrides", {}))
+    late_from = spec.get("late_trainer_from")
+    if transitions is not None and late_from is not None and transitions >= late_from:
+        overrides.update(spec.get("late_trainer_overrides", {}))
+    return overrides
+
+
+def split_lever(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A lever's task arguments (``task.<name>``) and trainer parameters (the rest)."""
+    task = {k.removeprefix("task."): v for k, v in changes.items() if k.startswith("task.")}
+    return task, {k: v for k, v in changes.items() if not k.startswith("task.")}
 
 
 def train_lever(run: Path, name: str, dataset: EpisodeDataset) -> dict[str, Any]:
@@ -105,9 +124,11 @@ def train_lever(run: Path, name: str, dataset: EpisodeDataset) -> dict[str, Any]
     facts_path = path.with_suffix(".json")
     if path.exists() and facts_path.exists():
         return json.loads(facts_path.read_text())
-    task = HandEnv("baoding").task
-    values = trainer_values(RunSpec(task="baoding", trainer_overrides={
-        **run_trainer_overrides(run), **LEVERS[name]}))
+    task_name = run_task(run)
+    task_args, trainer_changes = split_lever(LEVERS[name])
+    task = make_task(task_name, **task_args)
+    values = trainer_values(RunSpec(task=task_name, trainer_overrides={
+        **run_trainer_overrides(run, dataset.num_transitions), **trainer_changes}))
     settings = retrain_settings(task, values)
     settings = dataclasses.replace(settings, max_val_mse=float("inf"))  # judge closed-loop
     tic = time.monotonic()
@@ -123,7 +144,7 @@ def train_lever(run: Path, name: str, dataset: EpisodeDataset) -> dict[str, Any]
              "hidden": list(settings.architecture.hidden_sizes),
              "probabilistic": settings.architecture.probabilistic}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(path, outcome.model, {"lever": name, "task": "baoding"})
+    save_model(path, outcome.model, {"lever": name, "task": task_name})
     facts_path.write_text(json.dumps(facts, indent=2) + "\n")
     return facts
 
@@ -175,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     dataset = EpisodeDataset(args.run / "dataset")
-    bound = perfect_bound(args.perfect_runs)
+    task_name = run_task(args.run)
+    bound = perfect_bound(args.perfect_runs, task_name)
     perfect = None if bound is None else bound["score"]
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     same_data = old.get("run") == str(args.run) and old.get(
@@ -186,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": variants, "inference_dtype": args.dtype, "perfect_score": perfect,
         "perfect_tracking_error": None if bound is None else bound["tracking_error"],
         "lever_changes": {n: LEVERS[n] for n in levers}, "levers": {}}
-    env = HandEnv("baoding", **run_env_options(args.run))  # the states the data have
+    env = HandEnv(task_name, **run_env_options(args.run))  # the states the data have
     for name in levers:
         log(f"{name}: training on {dataset.num_transitions} transitions ({LEVERS[name]})")
         facts = train_lever(args.run, name, dataset)
@@ -203,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["by_variant"][variant] = res
             log(f"{name} / {variant}: drops {res['drop_rate']:.0%}, successes "
                 f"{res['success_rate']:.0%}, steps {res['steps']:.1f}, error "
-                f"{100 * res['tracking_error']:.2f} cm, ratio "
+                f"{res['tracking_error']:.4f}, ratio "
                 f"{res.get('score_ratio_to_perfect', float('nan')):.2f}")
         result["levers"][name] = entry
         benchlib.write_result(args.out, result)  # after every lever: resumable

@@ -577,3 +577,19 @@ def test_catch_data_handover_replays_the_recorded_actions_before_it_hands_over(t
     assert replayed["tracking_error"] == pytest.approx(recorded, rel=1e-6)
     still = handover(env, None, extra, 0, {})
     assert still["tracking_error"] != pytest.approx(recorded, rel=1e-3)
+
+
+def test_model_levers_take_a_runs_late_trainer_and_task_changes(tmp_path):
+    """A lever on a cube run's snapshot trains as the run did at that size (its late
+    trainer from ``late_trainer_from`` on) and hands ``task.`` changes to the task."""
+    sys.path.insert(0, str(BENCH))
+    from bench_model_levers import LEVERS, run_trainer_overrides, split_lever
+
+    (tmp_path / "spec.json").write_text(json.dumps({
+        "task": "cube", "trainer_overrides": {"train.epochs": 40},
+        "late_trainer_from": 1000, "late_trainer_overrides": {"train.epochs": 80}}))
+    assert run_trainer_overrides(tmp_path, 999) == {"train.epochs": 40}
+    assert run_trainer_overrides(tmp_path, 1000) == {"train.epochs": 80}
+    assert run_trainer_overrides(tmp_path) == {"train.epochs": 40}
+    task, trainer = split_lever(LEVERS["cube_symmetry_3_seed_1"])
+    assert task == {"symmetry_copies": 3} and trainer == {"train.seed": 1}

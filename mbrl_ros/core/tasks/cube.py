@@ -18,14 +18,15 @@ from its start position; a drop terminates the episode.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from mbrl_ros.core.tasks.base import Task, TrackedObject, setting
+from mbrl_ros.core.tasks.cube_symmetry import multiply_by_cube_symmetry
 from mbrl_ros.core.tasks.layouts import CUBE_LAYOUT, HAND_JOINTS
 from mbrl_ros.core.validation import check_last_dim, check_positive
 
@@ -60,6 +61,9 @@ class CubeSettings:
     drop_height: float = setting(-0.1, "a cube whose z offset from its start position (m, "
                                  "the state's cube_pos, as PDDM) is below this is dropped",
                                  -10.0, 10.0)
+    symmetry_copies: int = setting(0, "training data: copies of each transition with the "
+                                   "cube's axes relabelled by one of its 24 symmetry rotations "
+                                   "(0: none, PDDM)", 0, 23)
 
 
 class CubeTask(Task):
@@ -87,7 +91,8 @@ class CubeTask(Task):
                       robot: RobotSpec | None = None) -> CubeTask:
         del robot  # the cube's origin on the robot is the estimator's (robot.object_origins)
         extra = {} if episode_length is None else {"episode_length": int(episode_length)}
-        return cls(goal=str(settings.goal), drop_height=float(settings.drop_height), **extra)
+        return cls(goal=str(settings.goal), drop_height=float(settings.drop_height),
+                   symmetry_copies=int(settings.symmetry_copies), **extra)
 
     def __init__(
         self,
@@ -99,6 +104,7 @@ class CubeTask(Task):
         drop_penalty: float = 1000.0,
         success_error: float = 0.2,
         success_from_step: int = 10,
+        symmetry_copies: int = 0,
     ) -> None:
         super().__init__(
             name="cube",
@@ -124,6 +130,9 @@ class CubeTask(Task):
                 or success_from_step < 0:
             raise ValueError(f"success_from_step must be an int >= 0, got {success_from_step!r}")
         check_positive("success_error", float(success_error))
+        if isinstance(symmetry_copies, bool) or int(symmetry_copies) != symmetry_copies \
+                or not 0 <= symmetry_copies <= 23:
+            raise ValueError(f"symmetry_copies must be an int in [0, 23], got {symmetry_copies!r}")
         for name, value in (("orientation_weight", orientation_weight),
                             ("drop_penalty", drop_penalty)):
             if not (math.isfinite(value) and value >= 0):
@@ -137,8 +146,17 @@ class CubeTask(Task):
         self.drop_penalty = float(drop_penalty)
         self.success_error = float(success_error)
         self.success_from_step = int(success_from_step)
+        self.symmetry_copies = int(symmetry_copies)
         self._euler = self.layout.slice("cube_euler")
         self._z = self.layout.start("cube_pos") + 2
+
+    @property
+    def augmentation(self) -> Callable[[Any], Any] | None:
+        """Each transition again ``symmetry_copies`` times with the cube's axes relabelled
+        by its symmetry rotations (``cube_symmetry``); None when 0."""
+        if not self.symmetry_copies:
+            return None
+        return multiply_by_cube_symmetry(self.layout, self.symmetry_copies)
 
     def goal_name(self, seed: int) -> str:
         """Name of the goal of the episode with ``seed`` (see the class docstring)."""

@@ -1,0 +1,151 @@
+"""The cube's symmetry augmentation: the 24 rotations, the hinge-angle algebra, the copies
+it makes, and (on the real simulator) that a relabelled cube moves as the recorded one."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from mbrl_ros import sim
+from mbrl_ros.core.data.dataset import TransitionBatch
+from mbrl_ros.core.tasks import CUBE_LAYOUT, CubeTask
+from mbrl_ros.core.tasks.cube_symmetry import (
+    cube_rotations,
+    euler_xyz,
+    multiply_by_cube_symmetry,
+    nearest_branch,
+    rate_jacobian,
+    relabel,
+    rotation_xyz,
+    symmetric_copies,
+)
+
+EULER, RATE = CUBE_LAYOUT.slice("cube_euler"), CUBE_LAYOUT.slice("cube_angvel")
+
+
+def test_the_24_rotations_are_a_group_of_distinct_proper_rotations():
+    g = cube_rotations()
+    assert g.shape == (24, 3, 3)
+    torch.testing.assert_close(g[0], torch.eye(3, dtype=torch.float64))
+    eye = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(g @ g.transpose(1, 2), eye.expand(24, 3, 3))
+    torch.testing.assert_close(torch.linalg.det(g), torch.ones(24, dtype=torch.float64))
+    flat = {tuple(m.flatten().tolist()) for m in g}
+    assert len(flat) == 24
+    products = {tuple((a @ b).flatten().tolist()) for a in g for b in g}
+    assert products == flat
+
+
+def test_hinge_angles_round_trip_and_the_jacobian_gives_the_angular_velocity():
+    gen = torch.Generator().manual_seed(0)
+    angles = (torch.rand(200, 3, generator=gen, dtype=torch.float64) - 0.5) * 2.0
+    torch.testing.assert_close(euler_xyz(rotation_xyz(angles)), angles)
+    # w = J rates: compare with the finite difference of R, w^ = dR R^T
+    rates = torch.randn(200, 3, generator=gen, dtype=torch.float64)
+    dt = 1e-6
+    dr = (rotation_xyz(angles + dt * rates) - rotation_xyz(angles - dt * rates)) / (2 * dt)
+    skew = dr @ rotation_xyz(angles).transpose(1, 2)
+    omega = torch.stack([skew[:, 2, 1], skew[:, 0, 2], skew[:, 1, 0]], -1)
+    torch.testing.assert_close((rate_jacobian(angles) @ rates.unsqueeze(-1)).squeeze(-1), omega,
+                               atol=1e-6, rtol=1e-6)
+
+
+def test_nearest_branch_names_the_same_orientation_closest_to_the_reference():
+    angles = torch.tensor([[0.3, 1.4, -0.2]], dtype=torch.float64)
+    other = torch.tensor([[0.3 + math.pi - 2 * math.pi, math.pi - 1.4, -0.2 + math.pi]],
+                         dtype=torch.float64)
+    picked = nearest_branch(angles, other + 0.01)
+    torch.testing.assert_close(picked, other)
+    torch.testing.assert_close(rotation_xyz(picked), rotation_xyz(angles))
+
+
+def cube_batch(n: int = 64, seed: int = 0) -> TransitionBatch:
+    gen = torch.Generator().manual_seed(seed)
+    state = torch.randn(n, CUBE_LAYOUT.dim, generator=gen)
+    state[:, EULER] = (torch.rand(n, 3, generator=gen) - 0.5) * 1.6
+    next_state = state + 0.05 * torch.randn(n, CUBE_LAYOUT.dim, generator=gen)
+    return TransitionBatch.from_arrays(state, torch.randn(n, 24, generator=gen), next_state,
+                                       episode=torch.arange(n) // 8, step=torch.arange(n) % 8)
+
+
+def test_copies_keep_everything_but_the_labels_of_the_cube_axes():
+    batch = cube_batch()
+    state, next_state, src = symmetric_copies(batch.state, batch.next_state, CUBE_LAYOUT, 3,
+                                              torch.Generator().manual_seed(1))
+    assert src.numel() > 2 * batch.state.shape[0]  # most transitions get 3 copies
+    assert torch.bincount(src).max() <= 3
+    others = [i for i in range(CUBE_LAYOUT.dim) if i not in range(EULER.start, RATE.stop)
+              or i in range(EULER.stop, RATE.start)]
+    torch.testing.assert_close(state[:, others], batch.state[src][:, others])
+    torch.testing.assert_close(next_state[:, others], batch.next_state[src][:, others])
+    for new, old in ((state, batch.state[src]), (next_state, batch.next_state[src])):
+        a, a_old = new[:, EULER].double(), old[:, EULER].double()
+        # the same world angular velocity, an orientation R G with G one of the 24
+        omega = (rate_jacobian(a) @ new[:, RATE].double().unsqueeze(-1)).squeeze(-1)
+        omega_old = (rate_jacobian(a_old) @ old[:, RATE].double().unsqueeze(-1)).squeeze(-1)
+        torch.testing.assert_close(omega, omega_old, atol=1e-4, rtol=1e-4)
+        g = rotation_xyz(a_old).transpose(1, 2) @ rotation_xyz(a)
+        assert (g - g.round()).abs().max() < 1e-4
+        assert not torch.allclose(g, torch.eye(3, dtype=torch.float64).expand_as(g), atol=1e-3)
+        assert a[:, 1].abs().max() <= 1.2 + 1e-6 and a[:, [0, 2]].abs().max() <= 2.5 + 1e-6
+    # both states of a copy turned by the same G, and the step moves as little as recorded
+    g0 = rotation_xyz(batch.state[src][:, EULER].double()).transpose(1, 2) @ rotation_xyz(
+        state[:, EULER].double())
+    g1 = rotation_xyz(batch.next_state[src][:, EULER].double()).transpose(1, 2) @ rotation_xyz(
+        next_state[:, EULER].double())
+    torch.testing.assert_close(g0.round(), g1.round())
+    assert (next_state[:, EULER] - state[:, EULER]).abs().max() < 0.5
+
+
+def test_augment_hook_appends_the_copies_and_is_fixed_by_its_seed():
+    batch = cube_batch()
+    out = multiply_by_cube_symmetry(CUBE_LAYOUT, copies=2, seed=3)(batch)
+    again = multiply_by_cube_symmetry(CUBE_LAYOUT, copies=2, seed=3)(batch)
+    other = multiply_by_cube_symmetry(CUBE_LAYOUT, copies=2, seed=4)(batch)
+    n = batch.state.shape[0]
+    torch.testing.assert_close(out.state[:n], batch.state)
+    assert out.state.shape[0] > 2 * n
+    torch.testing.assert_close(out.state, again.state)
+    assert not torch.equal(out.state, other.state)
+    assert CubeTask().augmentation is None  # PDDM's default: no cube augmentation
+    assert isinstance(CubeTask(symmetry_copies=2).augmentation(batch), TransitionBatch)
+    with pytest.raises(ValueError, match="copies"):
+        multiply_by_cube_symmetry(CUBE_LAYOUT, copies=0)
+
+
+def test_a_relabelled_cube_moves_in_mujoco_as_the_recorded_one():
+    """The premise, on the real scene: the same hand and action, the cube's hinges set to
+    a relabelled orientation and rates, one control step later the cube is where the
+    recorded one is, turned by the same G."""
+    scene = sim.build_cube()
+    m = scene.model
+    hand = sim.HandSim(scene)
+    hand.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(6):  # the cube moving and touching the hand
+        hand.step(rng.uniform(-0.3, 0.3, 24))
+    hinges = [m.joint(n).id for n in ("OBJRx", "OBJRy", "OBJRz")]
+    qa, va = m.jnt_qposadr[hinges], m.jnt_dofadr[hinges]
+    angles, rates = torch.tensor(hand.data.qpos[qa]), torch.tensor(hand.data.qvel[va])
+    tested = 0
+    for g in cube_rotations()[1:]:
+        new_angles, new_rates = relabel(angles, rates, g)
+        if abs(float(new_angles[1])) > 1.2:
+            continue
+        recorded, turned = mujoco.MjData(m), mujoco.MjData(m)
+        mujoco.mj_copyData(recorded, m, hand.data)
+        mujoco.mj_copyData(turned, m, hand.data)
+        turned.qpos[qa], turned.qvel[va] = new_angles.numpy(), new_rates.numpy()
+        mujoco.mj_step(m, recorded, 40)
+        mujoco.mj_step(m, turned, 40)
+        body = m.body("cube").id
+        np.testing.assert_allclose(turned.xpos[body], recorded.xpos[body], atol=1e-4)
+        expected = rotation_xyz(torch.tensor(recorded.qpos[qa])) @ g
+        torch.testing.assert_close(rotation_xyz(torch.tensor(turned.qpos[qa])), expected,
+                                   atol=1e-3, rtol=0)
+        tested += 1
+    assert tested >= 12
