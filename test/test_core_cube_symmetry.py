@@ -149,3 +149,9 @@ def test_a_relabelled_cube_moves_in_mujoco_as_the_recorded_one():
                                    atol=1e-3, rtol=0)
         tested += 1
     assert tested >= 12
+
+
+@pytest.mark.parametrize("bad", [-1, 24, 1.5, True, "3"])
+def test_cube_task_rejects_a_bad_number_of_symmetry_copies(bad):
+    with pytest.raises(ValueError, match="symmetry_copies"):
+        CubeTask(symmetry_copies=bad)

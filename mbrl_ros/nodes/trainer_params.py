@@ -59,7 +59,8 @@ PARAMS = [
     Param("train.from_scratch", True, "re-initialize the weights each job (PDDM); false "
           "warm-starts from the newest model unless the request asks for scratch"),
     Param("train.ball_swap", True, "multiply the training data by the task's symmetries "
-          "(Task.augmentation; Baoding: swap the identical balls, PDDM)"),
+          "(Task.augmentation; Baoding: swap the identical balls, PDDM; cube: "
+          "cube.symmetry_copies)"),
     Param("train.seed", 0, "seed of the episode split and the weight initialization",
           0, 2**31 - 1),
     Param("train.log_every", 10, "a progress log line every this many epochs", 1, 100000),
