@@ -106,11 +106,8 @@ def record_perfect_episodes(task_name: str, goal: str, count: int, out: Path,
 
         tic = time.monotonic()
         ep = roll_out(env, obs, act, goals.shape[0] - 1)
-        s = ep.states
-        dataset.append_episode(state=s[:-1], action=ep.actions, next_state=s[1:],
-                               reward=ep.rewards, time=np.arange(ep.steps) * env.sim.control_dt,
-                               done=ep.terminated, meta={"policy": "perfect_model", "seed": seed,
-                                                         "goal": goal})
+        dataset.append_episode(**ep.transitions(env.sim.control_dt),
+                               meta={"policy": "perfect_model", "seed": seed, "goal": goal})
         log(f"perfect-model {goal} episode (seed {seed}): {ep.steps} steps, dropped "
             f"{bool(ep.terminated[-1])}, in {time.monotonic() - tic:.0f} s")
     model.close()

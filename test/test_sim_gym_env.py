@@ -48,6 +48,11 @@ def test_roll_out_stops_at_a_drop_and_records_what_was_stepped(envs):
     short = roll_out(env, obs, lambda t, state: seen.append(state.copy()) or pushes[t], 3)
     assert short.steps == 3 and not short.terminated.any()
     assert np.array_equal(seen[1], short.states[1].astype(np.float32))  # the env's own state
+    rows = run.transitions(0.1)  # what a dataset stores of it: step k's state and successor
+    assert np.array_equal(rows["state"][1], run.states[1])
+    assert np.array_equal(rows["next_state"][1], run.states[2])
+    assert len(rows["next_state"]) == run.steps and rows["done"][-1]
+    np.testing.assert_allclose(rows["time"][:3], [0.0, 0.1, 0.2])
 
 
 def _goal_fields(task, obs, goal) -> np.ndarray:

@@ -320,15 +320,13 @@ class PDDMRun:
         start = time.monotonic()
         episode = roll_out(self.env, obs, act, length)
         wall = time.monotonic() - start
-        s, a = episode.states, episode.actions
         if self.spec.model == "learned":
             self.dataset.append_episode(
-                state=s[:-1], action=a, next_state=s[1:], reward=episode.rewards,
-                time=np.arange(episode.steps) * self.env.sim.control_dt,
-                done=episode.terminated,
+                **episode.transitions(self.env.sim.control_dt),
                 meta={"policy": policy, "iteration": step.iteration, "seed": seed})
         return EpisodeOutcome(
-            episode_id=index, seed=seed, policy=policy, states=s, actions=a,
+            episode_id=index, seed=seed, policy=policy, states=episode.states,
+            actions=episode.actions,
             goals=goals.double().numpy(), transitions=self.dataset.num_transitions,
             model_version=step.iteration, plan_ms=plan_ms, wall_s=wall)
 

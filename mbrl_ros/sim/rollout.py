@@ -34,6 +34,13 @@ class Rollout:
     def steps(self) -> int:
         return len(self.actions)
 
+    def transitions(self, control_dt: float) -> dict[str, np.ndarray]:
+        """The episode as the arguments of ``EpisodeDataset.append_episode``: each step's
+        state, action, next state, reward, time (``control_dt`` apart from 0) and done."""
+        return {"state": self.states[:-1], "action": self.actions,
+                "next_state": self.states[1:], "reward": self.rewards,
+                "time": np.arange(self.steps) * control_dt, "done": self.terminated}
+
 
 def roll_out(env: HandEnv, first_state: np.ndarray, act: Policy,
              max_steps: int | None = None) -> Rollout:
