@@ -112,7 +112,15 @@ def test_augment_hook_appends_the_copies_and_is_fixed_by_its_seed():
     torch.testing.assert_close(out.state, again.state)
     assert not torch.equal(out.state, other.state)
     assert CubeTask().augmentation is None  # PDDM's default: no cube augmentation
-    assert isinstance(CubeTask(symmetry_copies=2).augmentation(batch), TransitionBatch)
+    task = CubeTask(symmetry_copies=2)
+    doubled = task.augmentation(batch)
+    assert isinstance(doubled, TransitionBatch) and doubled.state.shape[0] > 2 * n
+    # a copy's reward is its own (the goal error of its relabelled angles), not the source's
+    desired = CUBE_LAYOUT.slice("desired_euler")
+    own = task.reward(doubled.next_state[n:], doubled.action[n:],
+                      doubled.next_state[n:, desired])[0]
+    torch.testing.assert_close(doubled.reward[n:], own)
+    assert not torch.allclose(doubled.reward[n:], torch.zeros_like(own))
     with pytest.raises(ValueError, match="copies"):
         multiply_by_cube_symmetry(CUBE_LAYOUT, copies=0)
 

@@ -156,7 +156,12 @@ class CubeTask(Task):
         by its symmetry rotations (``cube_symmetry``); None when 0."""
         if not self.symmetry_copies:
             return None
-        return multiply_by_cube_symmetry(self.layout, self.symmetry_copies)
+        desired = self.layout.slice("desired_euler")
+
+        def reward(next_state: Tensor, action: Tensor) -> Tensor:
+            return self.reward(next_state, action, next_state[..., desired])[0]
+
+        return multiply_by_cube_symmetry(self.layout, self.symmetry_copies, reward=reward)
 
     def goal_name(self, seed: int) -> str:
         """Name of the goal of the episode with ``seed`` (see the class docstring)."""

@@ -139,13 +139,15 @@ def symmetric_copies(state: Tensor, next_state: Tensor, layout: StateLayout, cop
     return out_s.to(state.dtype), out_n.to(next_state.dtype), src
 
 
-def multiply_by_cube_symmetry(layout: StateLayout, copies: int = 3, seed: int = 0
+def multiply_by_cube_symmetry(layout: StateLayout, copies: int = 3, seed: int = 0,
+                              reward: Callable[[Tensor, Tensor], Tensor] | None = None
                               ) -> Callable[[Any], Any]:
     """Dataset augment hook: the batch followed by up to ``copies`` relabelled copies of
     each transition (see the module docstring); the draw is fixed by ``seed``.
 
-    Uses ``type(batch).concatenate`` (as ``TransitionBatch`` provides); every field other
-    than the state and next state is copied from the source transition.
+    Uses ``type(batch).concatenate`` (as ``TransitionBatch`` provides). A copy's reward is
+    ``reward(next_state, action)`` (the goal error changes with the labels; None: the
+    source's); its other fields are the source transition's.
     """
     if copies < 1:
         raise ValueError(f"copies must be >= 1, got {copies}")
@@ -156,8 +158,10 @@ def multiply_by_cube_symmetry(layout: StateLayout, copies: int = 3, seed: int = 
                                                   copies, generator)
         fields = {name: getattr(batch, name)[src.to(getattr(batch, name).device)]
                   for name in ("action", "reward", "done", "episode", "step", "time")}
-        copy = type(batch)(state=state.to(batch.state.device),
-                           next_state=next_state.to(batch.state.device), **fields)
+        state, next_state = state.to(batch.state.device), next_state.to(batch.state.device)
+        if reward is not None:
+            fields["reward"] = reward(next_state, fields["action"]).to(batch.reward.dtype)
+        copy = type(batch)(state=state, next_state=next_state, **fields)
         return type(batch).concatenate([batch, copy])
 
     return augment
