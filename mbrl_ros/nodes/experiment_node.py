@@ -207,6 +207,10 @@ class ExperimentNode(Node):
         # match seconds after task_state, and the actions sent before it matched are lost.
         self.calls.wait(self.trainer.connected, timeout,
                         "the trainer to receive task states and connect to planned_action")
+        # Its num_transitions heartbeat tells "stored" from "down" after each episode: an
+        # episode ended before it was first heard would count the trainer as down.
+        self.calls.wait(lambda: not self.trainer.silent(), timeout,
+                        "the trainer's num_transitions heartbeat")
         if self.recorder_status is not None:  # it records from the first step on
             since = time.monotonic()
             self.calls.wait(lambda: self._recorder_connected(since), timeout,
