@@ -92,13 +92,6 @@ def rates_for(angles: Tensor, rates: Tensor, new_angles: Tensor) -> Tensor:
     return torch.linalg.solve(rate_jacobian(new_angles), omega).squeeze(-1)
 
 
-def relabel(angles: Tensor, rates: Tensor, rotation: Tensor) -> tuple[Tensor, Tensor]:
-    """Principal hinge angles and rates of the cube with its body axes relabelled by
-    ``rotation`` (``[..., 3, 3]``): orientation ``R G``, the same world angular velocity."""
-    turned = euler_xyz(rotation_xyz(angles) @ rotation)
-    return turned, rates_for(angles, rates, turned)
-
-
 def symmetric_copies(state: Tensor, next_state: Tensor, layout: StateLayout, copies: int,
                      generator: torch.Generator, max_pitch: float = 1.2,
                      max_angle: float = 2.5) -> tuple[Tensor, Tensor, Tensor]:
