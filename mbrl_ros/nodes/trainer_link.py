@@ -201,7 +201,7 @@ class TrainerLink:
         self.log.info(f"iteration {iteration}/{iterations}: training ({epochs or 'default'} "
                       "epochs)")
         result = goal.get_result_async()
-        probe, next_probe = None, time.monotonic() + 1.0
+        probe, next_probe, probe_expires = None, time.monotonic() + 1.0, 0.0
         while True:
             for answer in (result, probe):
                 if answer is None or not answer.done():
@@ -221,11 +221,17 @@ class TrainerLink:
                 raise CallFailed("timed out waiting for the training result")
             if self.calls.stop.is_set():
                 raise CallFailed("stopped")
+            if probe is not None and not probe.done() and now > probe_expires:
+                # Sent before a respawned trainer's result service was matched: lost.
+                probe.cancel()
+                probe = None
             if now > next_probe and (probe is None or probe.done()):
                 next_probe = now + 1.0
                 status = self.calls.try_status(self.status_client)
-                if status is not None and status.state != "training":
+                if (status is not None and status.state != "training"
+                        and self.train_client.server_is_ready()):
                     probe = goal.get_result_async()  # the one it answers: done, or unknown
+                    probe_expires = time.monotonic() + CALL_ATTEMPT_S
             time.sleep(0.05)
 
     def _send_goal(self, epochs: int, deadline: float):
