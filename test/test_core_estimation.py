@@ -1,4 +1,4 @@
-"""Estimation core: Kalman filter, Euler angles, episode clock, task-state assembly vs HandSim."""
+"""Estimation core: Kalman filter, episode clock, task-state assembly vs HandSim."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 
 from mbrl_ros.core.estimation.episode_clock import EpisodeClock
-from mbrl_ros.core.estimation.kalman import (
-    ConstantVelocityKalman,
-    euler_xyz_from_quat,
-    euler_xyz_rates,
-    nearest_euler_xyz,
-    wrap_to_nearest,
-)
+from mbrl_ros.core.estimation.kalman import ConstantVelocityKalman
 from mbrl_ros.core.estimation.state_assembly import KalmanSettings, TaskStateAssembler
+from mbrl_ros.core.hinge_angles import wrap_to_nearest
 from mbrl_ros.core.tasks import make_task
 
 DT = 0.1
@@ -108,47 +103,6 @@ def test_measured_rates_are_fused_when_the_tracker_reports_them():
     kf.update([0.05, 0.1], DT, rate=[0.7, np.nan], rate_std=0.0)
     assert kf.rate[0] == pytest.approx(0.7, abs=1e-9)  # measured exactly
     assert kf.rate[1] == pytest.approx(1.0, abs=0.05)  # estimated from positions
-
-
-# ----- Euler angles ----------------------------------------------------------------------
-def _quat_xyz(angles) -> np.ndarray:
-    """Quaternion (w, x, y, z) of Rx(a) Ry(b) Rz(c), written out independently."""
-    out = np.array([1.0, 0.0, 0.0, 0.0])
-    for axis, angle in enumerate(angles):
-        step = np.zeros(4)
-        step[0], step[1 + axis] = math.cos(angle / 2), math.sin(angle / 2)
-        w1, v1, w2, v2 = out[0], out[1:], step[0], step[1:]
-        out = np.concatenate([[w1 * w2 - v1 @ v2], w1 * v2 + w2 * v1 + np.cross(v1, v2)])
-    return out
-
-
-def test_euler_angles_from_quaternions_round_trip_and_pick_the_continuous_branch():
-    rng = np.random.default_rng(1)
-    for _ in range(50):
-        angles = rng.uniform([-3, -1.5, -3], [3, 1.5, 3])
-        np.testing.assert_allclose(euler_xyz_from_quat(_quat_xyz(angles)), angles, atol=1e-9)
-    beyond = np.array([0.2, 1.9, -0.4])  # ry past pi/2: the principal triple differs
-    principal = euler_xyz_from_quat(_quat_xyz(beyond))
-    assert abs(principal[1]) <= math.pi / 2
-    np.testing.assert_allclose(nearest_euler_xyz(_quat_xyz(beyond), beyond + 0.05), beyond,
-                               atol=1e-9)
-    turned = np.array([3.5, 0.1, -3.6])  # past +-pi: unwrapped to the reference's turn
-    np.testing.assert_allclose(nearest_euler_xyz(_quat_xyz(turned), [3.4, 0.0, -3.5]), turned,
-                               atol=1e-9)
-
-
-def test_euler_rates_match_the_angular_velocity_of_turning_hinges():
-    angles = np.array([0.4, -0.7, 1.2])
-    rates = np.array([0.5, -1.0, 2.0])
-    h = 1e-6
-    q0, q1 = _quat_xyz(angles - rates * h), _quat_xyz(angles + rates * h)
-    # world angular velocity from the quaternion derivative: w = 2 dq/dt * conj(q)
-    dq = (q1 - q0) / (2 * h)
-    q = _quat_xyz(angles)
-    conj = q * np.array([1, -1, -1, -1])
-    wv = dq[0] * conj[1:] + conj[0] * dq[1:] + np.cross(dq[1:], conj[1:])
-    np.testing.assert_allclose(euler_xyz_rates(angles, 2 * wv), rates, atol=1e-6)
-    assert np.all(np.isnan(euler_xyz_rates([0.0, math.pi / 2, 0.0], [1.0, 0.0, 0.0])))
 
 
 # ----- episode clock ---------------------------------------------------------------------

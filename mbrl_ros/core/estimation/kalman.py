@@ -7,32 +7,21 @@ angles), estimates their rates, bridges dropouts by prediction (the covariance g
 the time since the last measurement) and rejects measurements that are not newer than the
 last one it fused. Angular coordinates are unwrapped against the prediction, so an angle
 crossing +-pi does not make the velocity jump.
-
-``euler_xyz_from_quat`` / ``nearest_euler_xyz`` turn an orientation into the Euler angles of
-three hinges about x, then y, then z (the cube's task coordinates), choosing among the
-equivalent angle triples the one closest to a reference so the angles stay continuous.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike
 
+from mbrl_ros.core.hinge_angles import wrap_to_nearest
 from mbrl_ros.core.validation import finite_vector
 
-TWO_PI = 2.0 * math.pi
 # Floor on the innovation variance: a zero measurement noise with a zero predicted
 # variance would otherwise divide by zero.
 _MIN_INNOVATION_VAR = 1e-18
 # Variance standing in for "this rate was not measured".
 _UNMEASURED_VAR = 1e30
-
-
-def wrap_to_nearest(angle: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``angle`` plus the multiple of 2 pi that brings it closest to ``reference``."""
-    return angle + TWO_PI * np.round((reference - angle) / TWO_PI)
 
 
 class ConstantVelocityKalman:
@@ -181,56 +170,3 @@ class ConstantVelocityKalman:
             self.P[measured, 1, 1] = np.minimum(rate_var[measured],
                                                 self.initial_rate_var[measured])
         self.time = self.last_measurement_time = t
-
-
-def euler_xyz_from_quat(quat_wxyz: ArrayLike) -> np.ndarray:
-    """Angles ``(rx, ry, rz)`` of hinges about x, then y, then z (each about the axis
-    already turned by the previous ones) giving orientation ``quat_wxyz``: the rotation
-    ``Rx(rx) Ry(ry) Rz(rz)``, with ry in [-pi/2, pi/2] and rx, rz in (-pi, pi]."""
-    q = np.asarray(quat_wxyz, dtype=np.float64)
-    norm = np.linalg.norm(q)
-    if q.shape != (4,) or not np.isfinite(norm) or norm < 1e-9:
-        raise ValueError(f"not a usable quaternion: {quat_wxyz}")
-    w, x, y, z = q / norm
-    r02 = 2.0 * (x * z + w * y)
-    r12 = 2.0 * (y * z - w * x)
-    r22 = 1.0 - 2.0 * (x * x + y * y)
-    r01 = 2.0 * (x * y - w * z)
-    r00 = 1.0 - 2.0 * (y * y + z * z)
-    return np.array([math.atan2(-r12, r22), math.asin(min(1.0, max(-1.0, r02))),
-                     math.atan2(-r01, r00)])
-
-
-def nearest_euler_xyz(quat_wxyz: ArrayLike, reference: ArrayLike | None = None) -> np.ndarray:
-    """The x-y-z hinge angles of ``quat_wxyz`` closest to ``reference``.
-
-    An orientation has two angle triples, ``(a, b, c)`` and ``(a + pi, pi - b, c + pi)``,
-    each defined up to whole turns; this picks the triple and turns nearest to
-    ``reference`` (e.g. the filter's prediction), so the angles stay continuous through
-    +-pi and through ry = +-pi/2. Without a reference: the principal triple.
-    """
-    principal = euler_xyz_from_quat(quat_wxyz)
-    if reference is None:
-        return principal
-    ref = np.asarray(reference, dtype=np.float64)
-    a, b, c = principal
-    candidates = np.array([principal, [a + math.pi, math.pi - b, c + math.pi]])
-    candidates = wrap_to_nearest(candidates, ref[None, :])
-    return candidates[np.argmin(np.abs(candidates - ref).sum(axis=1))]
-
-
-def euler_xyz_rates(angles: ArrayLike, angular_velocity: ArrayLike,
-                    min_cos: float = 1e-3) -> np.ndarray:
-    """Rates of the x-y-z hinge angles ``angles`` for a world-frame angular velocity.
-
-    With ``R = Rx(a) Ry(b) Rz(c)`` the angular velocity is
-    ``w = a' e_x + b' Rx(a) e_y + c' Rx(a) Ry(b) e_z``; solved for the rates. Near
-    ``cos b = 0`` (gimbal lock) the rates are undefined: NaN is returned.
-    """
-    a, b, _ = np.asarray(angles, dtype=np.float64)
-    w = np.asarray(angular_velocity, dtype=np.float64)
-    if abs(math.cos(b)) < min_cos:
-        return np.full(3, np.nan)
-    ca, sa, cb, sb = math.cos(a), math.sin(a), math.cos(b), math.sin(b)
-    jac = np.array([[1.0, 0.0, sb], [0.0, ca, -sa * cb], [0.0, sa, ca * cb]])
-    return np.linalg.solve(jac, w)

@@ -22,11 +22,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from mbrl_ros.core.estimation.kalman import (
-    ConstantVelocityKalman,
-    euler_xyz_rates,
-    nearest_euler_xyz,
-)
+from mbrl_ros.core.estimation.kalman import ConstantVelocityKalman
+from mbrl_ros.core.hinge_angles import euler_xyz_rates, nearest_euler_xyz
 from mbrl_ros.core.tasks import Task
 from mbrl_ros.core.tasks.base import TrackedObject
 from mbrl_ros.core.validation import finite_vector

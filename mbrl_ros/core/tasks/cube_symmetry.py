@@ -9,87 +9,39 @@ a transition at another orientation, and a model trained on the relabelled copie
 that a cube turned a quarter turn behaves as one that was not: the orientations the goals
 ask for (+-1.5 rad, nearly a quarter turn) look like the start pose it has seen most.
 
-The state holds the cube's x-y-z hinge angles (``R = Rx(a) Ry(b) Rz(c)``) and their rates;
-relabelling recomputes both: angles of ``R G``, rates that give the same world angular
-velocity. A copy is only made where the new angles stay inside the range the data
-covers (``max_pitch`` away from the hinges' gimbal lock at ``b = +-pi/2``, ``max_angle``
-for the other two), and the next state's angles are taken on the branch nearest the
-state's, so a copied transition moves as little as the recorded one.
+The state holds the cube's x-y-z hinge angles (``R = Rx(a) Ry(b) Rz(c)``, the algebra in
+``mbrl_ros.core.hinge_angles``) and their rates; relabelling recomputes both: angles of
+``R G``, rates that give the same world angular velocity. A copy is only made where the new
+angles stay inside the range the data covers (``max_pitch`` away from the hinges' gimbal
+lock at ``b = +-pi/2``, ``max_angle`` for the other two), and the next state's angles are
+taken on the branch nearest the state's, so a copied transition moves as little as the recorded one.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from mbrl_ros.core.hinge_angles import euler_xyz, nearest_branch, rates_for, rotation_xyz
 from mbrl_ros.core.tasks.layouts import StateLayout
 
 
-def cube_rotations() -> Tensor:
+def cube_rotations() -> np.ndarray:
     """The 24 rotations of a cube: the signed permutation matrices of determinant +1
     (``[24, 3, 3]`` float64, the identity first)."""
     mats = []
     for perm in itertools.permutations(range(3)):
         for signs in itertools.product((1.0, -1.0), repeat=3):
-            m = torch.zeros(3, 3, dtype=torch.float64)
-            for row, (col, sign) in enumerate(zip(perm, signs, strict=True)):
-                m[row, col] = sign
-            if torch.linalg.det(m) > 0:
+            m = np.zeros((3, 3))
+            m[range(3), perm] = signs
+            if np.linalg.det(m) > 0:
                 mats.append(m)
-    return torch.stack(mats)
-
-
-def rotation_xyz(angles: Tensor) -> Tensor:
-    """``Rx(a) Ry(b) Rz(c)`` for hinge angles ``[..., 3]`` -> ``[..., 3, 3]``."""
-    a, b, c = angles.unbind(-1)
-    ca, sa, cb, sb, cc, sc = a.cos(), a.sin(), b.cos(), b.sin(), c.cos(), c.sin()
-    rows = [
-        [cb * cc, -cb * sc, sb],
-        [sa * sb * cc + ca * sc, -sa * sb * sc + ca * cc, -sa * cb],
-        [-ca * sb * cc + sa * sc, ca * sb * sc + sa * cc, ca * cb],
-    ]
-    return torch.stack([torch.stack(r, -1) for r in rows], -2)
-
-
-def euler_xyz(rot: Tensor) -> Tensor:
-    """Principal x-y-z hinge angles of rotations ``[..., 3, 3]``: b in [-pi/2, pi/2]."""
-    b = torch.asin(rot[..., 0, 2].clamp(-1.0, 1.0))
-    a = torch.atan2(-rot[..., 1, 2], rot[..., 2, 2])
-    c = torch.atan2(-rot[..., 0, 1], rot[..., 0, 0])
-    return torch.stack([a, b, c], -1)
-
-
-def nearest_branch(angles: Tensor, reference: Tensor) -> Tensor:
-    """Of the two angle triples of the orientation ``angles`` names, ``(a, b, c)`` and
-    ``(a + pi, pi - b, c + pi)``, each up to whole turns, the one nearest ``reference``."""
-    a, b, c = angles.unbind(-1)
-    candidates = torch.stack([angles, torch.stack([a + math.pi, math.pi - b, c + math.pi], -1)])
-    turns = torch.round((reference - candidates) / (2.0 * math.pi))
-    candidates = candidates + 2.0 * math.pi * turns
-    pick = (candidates - reference).abs().sum(-1).argmin(0)
-    return torch.where(pick.unsqueeze(-1) == 0, candidates[0], candidates[1])
-
-
-def rate_jacobian(angles: Tensor) -> Tensor:
-    """``J`` with world angular velocity ``w = J @ rates`` for x-y-z hinge angles
-    ``[..., 3]`` -> ``[..., 3, 3]``."""
-    a, b, _ = angles.unbind(-1)
-    ca, sa, cb, sb = a.cos(), a.sin(), b.cos(), b.sin()
-    one, zero = torch.ones_like(a), torch.zeros_like(a)
-    rows = [[one, zero, sb], [zero, ca, -sa * cb], [zero, sa, ca * cb]]
-    return torch.stack([torch.stack(r, -1) for r in rows], -2)
-
-
-def rates_for(angles: Tensor, rates: Tensor, new_angles: Tensor) -> Tensor:
-    """Hinge rates at ``new_angles`` giving the world angular velocity that ``rates`` give
-    at ``angles`` (all ``[..., 3]``)."""
-    omega = rate_jacobian(angles) @ rates.unsqueeze(-1)
-    return torch.linalg.solve(rate_jacobian(new_angles), omega).squeeze(-1)
+    return np.stack(mats)
 
 
 def symmetric_copies(state: Tensor, next_state: Tensor, layout: StateLayout, copies: int,
@@ -101,18 +53,18 @@ def symmetric_copies(state: Tensor, next_state: Tensor, layout: StateLayout, cop
     states, next states and the index of each copy's source transition."""
     euler, rate = layout.slice("cube_euler"), layout.slice("cube_angvel")
     group = cube_rotations()[1:]  # the identity is the recorded transition itself
-    s = state.to(torch.float64)
-    n = next_state.to(torch.float64)
-    a0, r0 = s[:, euler], s[:, rate]
-    a1, r1 = n[:, euler], n[:, rate]
-    ang0 = euler_xyz(rotation_xyz(a0).unsqueeze(1) @ group)  # [N, 23, 3]
-    ang1 = nearest_branch(euler_xyz(rotation_xyz(a1).unsqueeze(1) @ group), ang0)
+    s = state.detach().cpu().to(torch.float64)
+    n = next_state.detach().cpu().to(torch.float64)
+    a0, r0 = s[:, euler].numpy(), s[:, rate].numpy()
+    a1, r1 = n[:, euler].numpy(), n[:, rate].numpy()
+    ang0 = euler_xyz(rotation_xyz(a0)[:, None] @ group)  # [N, 23, 3]
+    ang1 = nearest_branch(euler_xyz(rotation_xyz(a1)[:, None] @ group), ang0)
 
-    def in_range(ang: Tensor) -> Tensor:
-        return ((ang[..., 1].abs() <= max_pitch) & (ang[..., 0].abs() <= max_angle)
-                & (ang[..., 2].abs() <= max_angle))
+    def in_range(ang: np.ndarray) -> np.ndarray:
+        return ((np.abs(ang[..., 1]) <= max_pitch) & (np.abs(ang[..., 0]) <= max_angle)
+                & (np.abs(ang[..., 2]) <= max_angle))
 
-    valid = in_range(ang0) & in_range(ang1)
+    valid = torch.from_numpy(in_range(ang0) & in_range(ang1))
     draws = torch.rand(valid.shape[0], copies, valid.shape[1], generator=generator,
                        dtype=torch.float64)
     scores = torch.where(valid.unsqueeze(1), draws, torch.full_like(draws, -1.0))
@@ -122,13 +74,14 @@ def symmetric_copies(state: Tensor, next_state: Tensor, layout: StateLayout, cop
     for k in range(1, copies):
         ok[:, k] &= (choice[:, k:k + 1] != choice[:, :k]).all(-1)
     src, k = ok.nonzero(as_tuple=True)
-    pick = choice[src, k]
-    new_a0, new_a1 = ang0[src, pick], ang1[src, pick]
-    new_r0 = rates_for(a0[src], r0[src], new_a0)
-    new_r1 = rates_for(a1[src], r1[src], new_a1)
+    pick = choice[src, k].numpy()
+    idx = src.numpy()
+    new_a0, new_a1 = ang0[idx, pick], ang1[idx, pick]
+    new_r0 = rates_for(a0[idx], r0[idx], new_a0)
+    new_r1 = rates_for(a1[idx], r1[idx], new_a1)
     out_s, out_n = s[src].clone(), n[src].clone()
-    out_s[:, euler], out_s[:, rate] = new_a0, new_r0
-    out_n[:, euler], out_n[:, rate] = new_a1, new_r1
+    out_s[:, euler], out_s[:, rate] = torch.from_numpy(new_a0), torch.from_numpy(new_r0)
+    out_n[:, euler], out_n[:, rate] = torch.from_numpy(new_a1), torch.from_numpy(new_r1)
     return out_s.to(state.dtype), out_n.to(next_state.dtype), src
 
 
