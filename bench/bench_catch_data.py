@@ -60,7 +60,7 @@ from mbrl_ros.sim.rollout import roll_out
 import benchlib
 from learning.fork_run import fork
 from learning.pddm_run import PDDMRun, RunSpec, planner_values
-from learning.true_model import SimulatorModel
+from learning.true_model import SimulatorModel, mpc_policy
 
 log = benchlib.Logger("bench_catch_data")
 
@@ -93,19 +93,12 @@ def record_perfect_episodes(task_name: str, goal: str, count: int, out: Path,
     values = planner_values(RunSpec(task=task_name, planner_overrides={
         "num_samples": PERFECT_MODEL_SAMPLES[task_name]}))
     mpc = ModelPredictiveController(planner_settings(values).build(model, env.task), env.task)
-    horizon = mpc.planner.horizon
     for seed in goal_seeds(env.task, goal, count)[len(dataset.episode_ids):]:
         obs, info = env.reset(seed=seed)
         goals = torch.as_tensor(info["goals"], dtype=torch.float32)
         mpc.reset()
-
-        def act(t: int, state: np.ndarray, goals: torch.Tensor = goals) -> np.ndarray:
-            model.anchor(env.sim.get_state(), state)
-            window = env.task.goal_window(goals, t + 1, horizon)
-            return mpc.step(torch.as_tensor(state, dtype=torch.float32), window).numpy()
-
         tic = time.monotonic()
-        ep = roll_out(env, obs, act, goals.shape[0] - 1)
+        ep = roll_out(env, obs, mpc_policy(env, mpc, goals, model), goals.shape[0] - 1)
         dataset.append_episode(**ep.transitions(env.sim.control_dt),
                                meta={"policy": "perfect_model", "seed": seed, "goal": goal})
         log(f"perfect-model {goal} episode (seed {seed}): {ep.steps} steps, dropped "

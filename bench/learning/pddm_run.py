@@ -57,7 +57,7 @@ from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
 from .stack_config import node_values
-from .true_model import SimulatorModel
+from .true_model import SimulatorModel, mpc_policy
 
 Log = Callable[[str], None]
 MODELS = ("learned", "true", "hold")
@@ -285,7 +285,6 @@ class PDDMRun:
         obs, info = self.env.reset(seed=seed)
         goals = torch.as_tensor(info["goals"], dtype=torch.float32)
         length = goals.shape[0] - 1
-        horizon = self.planner_settings.horizon
         policy = step.policy or "mpc"
         if self.spec.model == "hold":
             policy = "hold"
@@ -300,17 +299,16 @@ class PDDMRun:
             self.mpc.reset()
         noise = np.random.default_rng(seed) if self.spec.mpc_action_noise > 0 else None
         plan_ms: list[float] = []
+        plan = (mpc_policy(self.env, self.mpc, goals, self.true_model) if policy == "mpc"
+                else None)
 
         def act(t: int, state: np.ndarray) -> np.ndarray:
             if policy == "random":
                 return self.exploration.act()
-            if policy == "hold":
+            if plan is None:  # hold
                 return np.zeros(self.task.action_dim)
-            if self.true_model is not None:
-                self.true_model.anchor(self.env.sim.get_state(), state)
-            window = self.task.goal_window(goals, t + 1, horizon)
             tic = time.perf_counter()
-            action = self.mpc.step(torch.as_tensor(state, dtype=torch.float32), window).numpy()
+            action = plan(t, state)
             plan_ms.append(1e3 * (time.perf_counter() - tic))
             if noise is not None:
                 action = np.clip(action + noise.normal(0.0, self.spec.mpc_action_noise,

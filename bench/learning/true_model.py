@@ -26,13 +26,17 @@ to solver tolerance rather than bit for bit. Reading the task states loops over 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mujoco
 import numpy as np
 import torch
 from mujoco import rollout as mj_rollout
 from torch import Tensor
 
+from mbrl_ros.core.planning.mpc import ModelPredictiveController
 from mbrl_ros.sim import HandSim, SimState
+from mbrl_ros.sim.gym_env import HandEnv
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 #: what the model plans from: the full physical state, or only what a task state holds
@@ -140,3 +144,20 @@ class SimulatorModel:
             obs = self._sim.observe().task_obs
             out[i] = np.nan if obs is None else obs
         return out
+
+
+def mpc_policy(env: HandEnv, mpc: ModelPredictiveController, goals: Tensor,
+               true_model: SimulatorModel | None = None
+               ) -> Callable[[int, np.ndarray], np.ndarray]:
+    """``roll_out``'s policy for ``mpc`` on ``env``: at step ``t`` it plans from the state
+    towards the goals from ``t + 1`` over the planner's horizon. A ``true_model`` is first
+    anchored on the simulator's exact state (the perfect-model bound)."""
+    horizon = mpc.planner.horizon
+
+    def act(t: int, state: np.ndarray) -> np.ndarray:
+        if true_model is not None:
+            true_model.anchor(env.sim.get_state(), state)
+        window = env.task.goal_window(goals, t + 1, horizon)
+        return mpc.step(torch.as_tensor(state, dtype=torch.float32), window).numpy()
+
+    return act
