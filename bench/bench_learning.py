@@ -222,6 +222,10 @@ _LATE_WIDE = BUDGETS["pddm_late_wide"]
 BUDGETS["pddm_late_wide_h10"] = replace(
     _LATE_WIDE, planner_overrides=(*_LATE_WIDE.planner_overrides, ("gamma", 10.0),
                                    ("sigma", 0.5), ("horizon", 10)))
+# pddm_late_wide for PDDM's whole schedule, 200 iterations of 40 rollouts (the cube: up to
+# 560,000 transitions, about 17 h here): fork a pddm_late_wide run past its 75th iteration
+# (learning/fork_run.py --spec budget=...) to keep the loop collecting and retraining
+BUDGETS["pddm_late_wide_200"] = replace(_LATE_WIDE, learned=Budget(40, 200, 40, 1))
 
 
 def pddm_transition_budget(preset: BudgetPreset, length: int) -> int:

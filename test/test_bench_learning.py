@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,7 @@ def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
     assert len(list((tmp_path / "fork" / "dataset").glob("episode_*.npz"))) == 5
     with pytest.raises(ValueError, match="not empty"):
         fork(parent, tmp_path / "fork", 2, {})
-    with pytest.raises(ValueError, match="no model"):
+    with pytest.raises(ValueError, match="end at iteration 3"):
         fork(parent, tmp_path / "other", 9, {})
 
     forked = RunSpec(task="baoding", budget=spec.budget, episode_length=8,
@@ -216,6 +217,29 @@ def test_a_fork_resumes_from_its_parents_data_under_its_own_settings(tmp_path):
     assert [line for line in lines if "iteration 3 model on" in line], lines
     with pytest.raises(ValueError, match="different run"):
         PDDMRun(spec, tmp_path / "fork", lines.append)
+
+
+def test_a_fork_past_the_parents_end_goes_on_with_a_longer_budget(tmp_path):
+    """fork_run at the iteration after the parent's last (e.g. a run stopped during that
+    iteration's training, or one that finished its budget): the fork has no model of that
+    iteration, trains it first, and runs the iterations its own budget adds."""
+    parent = tmp_path / "parent"
+    spec = _tiny_run(parent, (4, 3, 1, 0))
+    from mbrl_ros.results.metrics_log import read_metrics
+
+    from learning.fork_run import fork
+    from learning.pddm_run import PDDMRun
+
+    longer = replace(spec.budget, iterations=4)
+    note = fork(parent, tmp_path / "fork", 4, {}, spec_fields={"budget": asdict(longer)})
+    assert note["model_of_iteration"] == "trained by the fork"
+    assert not (tmp_path / "fork" / "models" / "iteration_0004.model").exists()
+    lines: list[str] = []
+    PDDMRun(replace(spec, budget=longer), tmp_path / "fork", lines.append).run()
+    assert [line for line in lines if "iteration 4 model on" in line], lines
+    rows = read_metrics(tmp_path / "fork" / "metrics.csv")
+    assert rows[-1]["iteration"] == 4
+    assert len(rows) == len(read_metrics(parent / "metrics.csv")) + 1
 
 
 def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):

@@ -3,7 +3,8 @@ and goes on under other settings (e.g. a softer planner once the model has matur
 
 The fork holds the parent's episodes, metrics rows and models of every iteration before
 ``iteration`` (files hard-linked where the filesystem allows, else copied), the parent's
-model of ``iteration`` itself (it was trained on exactly that data), a ``spec.json`` with the
+model of ``iteration`` itself (it was trained on exactly that data; a parent stopped during
+that training has none, and the fork trains it first), a ``spec.json`` with the
 new settings and ``fork.json`` saying where it came from. ``pddm_run`` then resumes it like
 any interrupted run: the transitions it reports count the parent's data too, so a
 "within N transitions" criterion holds the whole history to it.
@@ -84,15 +85,19 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
     """Write the fork of ``parent`` at ``iteration`` into ``out``; returns ``fork.json``."""
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty")
-    rows = [r for r in read_metrics(parent / "metrics.csv") if r["iteration"] < iteration]
+    every = read_metrics(parent / "metrics.csv")
+    rows = [r for r in every if r["iteration"] < iteration]
     if not rows:
         raise ValueError(f"{parent} has no episodes before iteration {iteration}")
+    if iteration > every[-1]["iteration"] + 1:
+        raise ValueError(f"{parent}'s episodes end at iteration {every[-1]['iteration']}: "
+                         f"fork at {every[-1]['iteration'] + 1} at most, not {iteration}")
     episodes = [r["episode"] for r in rows]
     if episodes != list(range(len(episodes))):
         raise ValueError(f"{parent}: episodes before iteration {iteration} are not 0..n-1")
-    model = parent / "models" / f"iteration_{iteration:04d}.model"
-    if not model.exists():
-        raise ValueError(f"{parent} has no model for iteration {iteration}")
+    # without the parent's model of ``iteration`` (stopped during its training) the fork
+    # trains it first, as a resumed run would
+    has_model = (parent / "models" / f"iteration_{iteration:04d}.model").exists()
     spec = json.loads((parent / "spec.json").read_text())
     (out / "dataset").mkdir(parents=True)
     (out / "models").mkdir()
@@ -122,7 +127,8 @@ def fork(parent: Path, out: Path, iteration: int, planner_overrides: dict[str, A
             "transitions": transitions, "planner_overrides": planner_overrides,
             "trainer_overrides": trainer_overrides or {},
             "env_options": env_options or {}, "spec_fields": spec_fields or {},
-            "replay": replay,
+            "replay": replay, "model_of_iteration": "parent" if has_model and not replay
+            else "trained by the fork",
             "active_s_estimated": active}
     (out / "fork.json").write_text(json.dumps(note, indent=2) + "\n")
     return note
