@@ -14,7 +14,8 @@ The state holds the cube's x-y-z hinge angles (``R = Rx(a) Ry(b) Rz(c)``, the al
 ``R G``, rates that give the same world angular velocity. A copy is only made where the new
 angles stay inside the range the data covers (``max_pitch`` away from the hinges' gimbal
 lock at ``b = +-pi/2``, ``max_angle`` for the other two), and the next state's angles are
-taken on the branch nearest the state's, so a copied transition moves as little as the recorded one.
+taken on the branch nearest the state's, so a copied transition moves as little as the
+recorded one. The algebra runs in float64 numpy on the CPU (the data's device is kept).
 """
 
 from __future__ import annotations
