@@ -8,8 +8,8 @@ three hinges, each turning about the axis already turned by the previous ones: t
 ``w = a' e_x + b' Rx(a) e_y + c' Rx(a) Ry(b) e_z``, undefined at ``cos b = 0``.
 
 One implementation for the state estimator (one orientation per measurement) and the cube's
-symmetry augmentation (whole batches): every function takes ``[..., 3]`` angles or
-``[..., 3, 3]`` matrices, float64.
+symmetry augmentation (whole batches): every function takes ``[..., 3]`` angles (or
+rates), ``[..., 3, 3]`` matrices or ``[..., 4]`` quaternions, float64.
 """
 
 from __future__ import annotations
@@ -50,25 +50,20 @@ def euler_xyz(rot: ArrayLike) -> np.ndarray:
     return np.stack([a, b, c], -1)
 
 
-def rotation_from_quat(quat_wxyz: ArrayLike) -> np.ndarray:
-    """Rotation matrices ``[..., 3, 3]`` of quaternions ``[..., 4]`` (w first; normalized
-    here). ValueError for a non-finite or zero quaternion."""
+def euler_xyz_from_quat(quat_wxyz: ArrayLike) -> np.ndarray:
+    """Principal hinge angles ``[..., 3]`` of orientations ``quat_wxyz`` ``[..., 4]`` (w
+    first; normalized here). ValueError for a non-finite or zero quaternion."""
     q = np.asarray(quat_wxyz, dtype=np.float64)
     norm = np.linalg.norm(q, axis=-1, keepdims=True) if q.shape[-1:] == (4,) else None
     if norm is None or not np.all(np.isfinite(norm)) or np.any(norm < 1e-9):
         raise ValueError(f"not a usable quaternion: {quat_wxyz}")
     w, x, y, z = np.moveaxis(q / norm, -1, 0)
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ]
-    return np.stack([np.stack(r, -1) for r in rows], -2)
-
-
-def euler_xyz_from_quat(quat_wxyz: ArrayLike) -> np.ndarray:
-    """Principal hinge angles ``[..., 3]`` of orientations ``quat_wxyz`` ``[..., 4]``."""
-    return euler_xyz(rotation_from_quat(quat_wxyz))
+    # the entries of the rotation matrix that euler_xyz reads
+    r00, r01 = 1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z)
+    r02, r12 = 2.0 * (x * z + w * y), 2.0 * (y * z - w * x)
+    r22 = 1.0 - 2.0 * (x * x + y * y)
+    return np.stack([np.arctan2(-r12, r22), np.arcsin(np.clip(r02, -1.0, 1.0)),
+                     np.arctan2(-r01, r00)], -1)
 
 
 def nearest_branch(angles: ArrayLike, reference: ArrayLike) -> np.ndarray:
@@ -104,12 +99,14 @@ def rate_jacobian(angles: ArrayLike) -> np.ndarray:
 def euler_xyz_rates(angles: ArrayLike, angular_velocity: ArrayLike,
                     min_cos: float = 1e-3) -> np.ndarray:
     """Rates ``[..., 3]`` of hinge angles ``angles`` for world angular velocities
-    ``angular_velocity``; NaN where ``|cos b| < min_cos`` (gimbal lock: undefined)."""
-    angles = np.asarray(angles, dtype=np.float64)
-    omega = np.broadcast_to(np.asarray(angular_velocity, dtype=np.float64), angles.shape)
-    locked = np.abs(np.cos(angles[..., 1])) < min_cos
-    jac = rate_jacobian(np.where(locked[..., None], 0.0, angles))
-    rates = np.linalg.solve(jac, omega[..., None])[..., 0]
+    ``angular_velocity``; NaN where ``|cos b| < min_cos`` (gimbal lock: undefined).
+    ``rate_jacobian`` solved in closed form (its determinant is ``cos b``)."""
+    a, b, _ = np.moveaxis(np.asarray(angles, dtype=np.float64), -1, 0)
+    w0, w1, w2 = np.moveaxis(np.asarray(angular_velocity, dtype=np.float64), -1, 0)
+    ca, sa, cb, sb = np.cos(a), np.sin(a), np.cos(b), np.sin(b)
+    locked = np.abs(cb) < min_cos
+    rate_c = (ca * w2 - sa * w1) / np.where(locked, 1.0, cb)
+    rates = np.stack(np.broadcast_arrays(w0 - sb * rate_c, ca * w1 + sa * w2, rate_c), -1)
     return np.where(locked[..., None], np.nan, rates)
 
 
