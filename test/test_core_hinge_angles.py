@@ -14,6 +14,7 @@ from mbrl_ros.core.hinge_angles import (
     euler_xyz_rates,
     nearest_branch,
     nearest_euler_xyz,
+    quat_from_euler_xyz,
     rate_jacobian,
     rates_for,
     rotation_xyz,
@@ -44,6 +45,24 @@ def test_euler_angles_from_quaternions_round_trip_and_pick_the_continuous_branch
     turned = np.array([3.5, 0.1, -3.6])  # past +-pi: unwrapped to the reference's turn
     np.testing.assert_allclose(nearest_euler_xyz(_quat_xyz(turned), [3.4, 0.0, -3.5]), turned,
                                atol=1e-9)
+
+
+def test_quaternions_of_hinge_angles_are_how_mujoco_turns_three_hinges_in_one_body():
+    mujoco = pytest.importorskip("mujoco")
+    model = mujoco.MjModel.from_xml_string(
+        "<mujoco><worldbody><body name='die'>"
+        "<joint type='hinge' axis='1 0 0'/><joint type='hinge' axis='0 1 0'/>"
+        "<joint type='hinge' axis='0 0 1'/><geom size='0.01'/></body></worldbody></mujoco>")
+    data = mujoco.MjData(model)
+    angles = np.random.default_rng(2).uniform(-4.0, 4.0, (40, 3))
+    quats = quat_from_euler_xyz(angles)
+    for a, q in zip(angles, quats, strict=True):
+        data.qpos[:] = a
+        mujoco.mj_kinematics(model, data)
+        body = data.xquat[1] * np.sign(data.xquat[1] @ q)  # q and -q: the same orientation
+        np.testing.assert_allclose(q, body, atol=1e-12)
+        np.testing.assert_allclose(q, _quat_xyz(a), atol=1e-12)
+    np.testing.assert_allclose(nearest_euler_xyz(quats, angles), angles, atol=1e-9)
 
 
 def test_euler_rates_match_the_angular_velocity_of_turning_hinges():

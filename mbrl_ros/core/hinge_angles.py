@@ -66,6 +66,15 @@ def euler_xyz_from_quat(quat_wxyz: ArrayLike) -> np.ndarray:
                      np.arctan2(-r01, r00)], -1)
 
 
+def quat_from_euler_xyz(angles: ArrayLike) -> np.ndarray:
+    """Orientations ``[..., 4]`` (w first) of hinge angles ``[..., 3]``: the product of the
+    half-angle quaternions about x, then y, then z (``Rx(a) Ry(b) Rz(c)``)."""
+    a, b, c = np.moveaxis(np.asarray(angles, dtype=np.float64) / 2.0, -1, 0)
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    return np.stack([ca * cb * cc - sa * sb * sc, sa * cb * cc + ca * sb * sc,
+                     ca * sb * cc - sa * cb * sc, ca * cb * sc + sa * sb * cc], -1)
+
+
 def nearest_branch(angles: ArrayLike, reference: ArrayLike) -> np.ndarray:
     """Of the two angle triples naming the orientation of ``angles``, each up to whole
     turns, the one nearest ``reference`` (L1), e.g. a filter's prediction or the previous

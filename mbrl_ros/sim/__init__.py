@@ -22,7 +22,7 @@ from mbrl_ros.sim.realism import RealismConfig
 from mbrl_ros.sim.registry import SCENES, build_scene, register_scene
 from mbrl_ros.sim.scene import CameraView, ObjectStates, Scene
 from mbrl_ros.sim.scene_baoding import BaodingScene, build_baoding
-from mbrl_ros.sim.scene_cube import CubeScene, build_cube, hinge_xyz_to_quat
+from mbrl_ros.sim.scene_cube import CubeScene, build_cube
 from mbrl_ros.sim.simulator import HandSim, SimConfig, SimState
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "build_baoding",
     "build_cube",
     "build_scene",
-    "hinge_xyz_to_quat",
     "register_scene",
     "route_mujoco_warnings",
     "scene_primitives",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from mbrl_ros.core.hinge_angles import quat_from_euler_xyz
 from mbrl_ros.core.tasks.layouts import CUBE_LAYOUT
 from mbrl_ros.sim.adroit import MUJOCO_DEFAULT_FRICTION, HandPhysics, load_pddm_hand
 from mbrl_ros.sim.registry import register_scene
@@ -42,24 +43,6 @@ CUBE_MASS = 0.05
 CUBE_INERTIA = 6.48e-5
 TARGET_POS = (0.0, 0.2, 0.25)
 
-def hinge_xyz_to_quat(angles: np.ndarray) -> np.ndarray:
-    """Orientation (w, x, y, z) of a body turned by hinges about x, then y, then z.
-
-    Matches how MuJoCo composes several hinges in one body (each about the axis already
-    turned by the previous ones), i.e. the cube's OBJRx/OBJRy/OBJRz reading ``angles``.
-    """
-    rx, ry, rz = np.asarray(angles, dtype=np.float64)
-    quat = np.array([1.0, 0.0, 0.0, 0.0])
-    for axis, angle in ((0, rx), (1, ry), (2, rz)):
-        step = np.zeros(4)
-        step[0] = np.cos(angle / 2.0)
-        step[1 + axis] = np.sin(angle / 2.0)
-        out = np.empty(4)
-        mujoco.mju_mulQuat(out, quat, step)
-        quat = out
-    return quat
-
-
 class CubeScene(Scene):
     """The die in the hand; the goal is its desired hinge angles."""
 
@@ -84,7 +67,7 @@ class CubeScene(Scene):
         return np.zeros(3)
 
     def place_targets(self, data: mujoco.MjData, goal: np.ndarray, frame: str) -> None:
-        data.mocap_quat[self.target_mocap_ids[0]] = hinge_xyz_to_quat(goal)
+        data.mocap_quat[self.target_mocap_ids[0]] = quat_from_euler_xyz(goal)
 
     def task_observation(
         self, joint_pos: np.ndarray, objects: ObjectStates, goal: np.ndarray,
