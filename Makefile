@@ -17,7 +17,7 @@ ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATIO
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
         bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-model-levers \
-        bench-plan-fidelity bench-soak clean \
+        bench-plan-fidelity bench-drop-foresight bench-soak clean \
         distclean
 
 help:
@@ -34,6 +34,8 @@ help:
 	@echo "            width) on that run's data, each evaluated closed-loop"
 	@echo "make bench-plan-fidelity MODELS=a.model,b.model  how well each model ranks the"
 	@echo "            planner's own candidates (the simulator scores a subset of them)"
+	@echo "make bench-drop-foresight RUN=... ITERATION=N  whether model N foresees the drops of"
+	@echo "            the episodes collected after it, k steps ahead, per goal"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
 	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
 	@echo "            soak_realtime.json)"
@@ -116,6 +118,11 @@ bench-model-levers: $(STAMPS)/install
 MODELS ?= $(RUN)/levers/as_run.model
 bench-plan-fidelity: $(STAMPS)/install
 	$(VPY) bench/bench_plan_fidelity.py --models $(MODELS)
+
+# Whether a run's model N sees the drops of its later (unseen) episodes coming, per goal.
+ITERATION ?= 1
+bench-drop-foresight: $(STAMPS)/install
+	$(VPY) bench/bench_drop_foresight.py --run $(RUN) --iteration $(ITERATION)
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800

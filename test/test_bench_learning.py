@@ -81,7 +81,9 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
                                                     str(tmp_path / "runs")]),
                          ("bench_plan_fidelity.py", ["--models", str(models[-1]), "--episodes",
                                                      "1", "--every", "10", "--subset", "20",
-                                                     "--dtype", "float32"])):
+                                                     "--dtype", "float32"]),
+                         ("bench_drop_foresight.py", ["--run", str(run), "--iteration", "1",
+                                                      "--held-out", "1", "--steps", "1,2"])):
         out = tmp_path / "results" / script.replace(".py", ".json")
         proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)],
                               capture_output=True, text=True, timeout=300, check=False)
@@ -106,6 +108,17 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
             assert checked["planning_steps_checked"] >= 1
             assert -1.0 <= checked["spearman"] <= 1.0
             assert 0.0 <= checked["best_percentile"] <= 1.0
+        elif script == "bench_drop_foresight.py":  # model 1 on iteration 1's MPC episodes
+            mpc = [r for r in (run / "metrics.csv").read_text().splitlines()[1:]
+                   if r.split(",")[1] == "1" and r.split(",")[2] == "mpc"]
+            overall = result["overall"]
+            assert overall["episodes"] == len(mpc) >= 1
+            assert overall["dropped"] == sum(r.split(",")[9] == "1" for r in mpc)
+            assert sum(b["episodes"] for b in result["by_goal"].values()) == len(mpc)
+            for table in (overall["foresight"], overall["false_alarm"]):
+                assert set(table) == {"1", "2"}
+                assert all(v is None or 0.0 <= v <= 1.0 for v in table.values())
+            assert out.with_suffix(".png").stat().st_size > 10_000
         elif script == "bench_closed_loop.py":
             assert set(result["by_variant"]) == {"pddm", "pddm_bf16", "gentle"}
             assert result["bf16_speedup_p50"] > 0
