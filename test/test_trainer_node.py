@@ -468,3 +468,27 @@ def test_the_experiments_training_goal_is_sent_again_to_a_trainer_restarted_mid_
     assert result.accepted and result.model_version == 3 and result.metrics.epochs == 1500
     assert result.num_transitions == client.status().num_transitions
     wait_for(lambda: client.models and client.models[-1].version == 3, 30, "model version 3")
+
+
+def test_the_experiments_trainer_link_hears_the_heartbeat_and_notices_its_silence(trainer):
+    """The experiment starts its first episode only once TrainerLink has heard the
+    trainer's ~/num_transitions heartbeat, and after each episode tells "stored" from
+    "down" by it: heard while the trainer runs, silent soon after a kill, heard again from
+    the respawned process."""
+    from rclpy.callback_groups import ReentrantCallbackGroup
+
+    from mbrl_ros.nodes.patient_calls import PatientCaller
+    from mbrl_ros.nodes.trainer_link import TRAINER_SILENT_S, TrainerLink
+
+    client = trainer["client"]
+    calls = PatientCaller(client.node, threading.Event(), startup_timeout_s=60.0)
+    link = TrainerLink(client.node, NODE, calls, "baoding", ReentrantCallbackGroup())
+    assert link.silent()  # nothing heard yet: the experiment would wait
+    wait_for(lambda: not link.silent(), 30, "the running trainer's heartbeat")
+    old = trainer["proc"]
+    old.kill()
+    stop_process(old)
+    wait_for(link.silent, TRAINER_SILENT_S + 10, "silence after the kill")
+    trainer["proc"] = _start_trainer(trainer["dir"])
+    client.wait_ready()
+    wait_for(lambda: not link.silent(), 30, "the respawned trainer's heartbeat")
