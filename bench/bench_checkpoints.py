@@ -185,9 +185,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.xaxis.set_major_formatter(thousands)
     axes[0].legend()
     fig.suptitle(f"{result['run']}: evaluation episodes per checkpoint")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    benchlib.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,6 +99,14 @@ def summarize(rows: list[dict[str, Any]], steps: list[int]) -> dict[str, Any]:
     }
 
 
+def describe(block: dict[str, Any]) -> str:
+    """One line of a ``summarize`` block."""
+    seen = ", ".join(f"{k}: {v:.2f}" for k, v in block["foresight"].items() if v is not None)
+    ratio = block["motion_ratio"]
+    return (f"{block['dropped']} drops of {block['episodes']}; members predicting the drop k "
+            f"steps ahead {{{seen}}}; motion ratio {'-' if ratio is None else f'{ratio:.2f}'}")
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -116,10 +124,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"model {result['iteration']}: does it see the drop coming?", fontsize=10)
-    benchlib.stamp(fig, benchlib.footnote(benchlib.command_line()))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    benchlib.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     benchlib.write_result(out, result)
     plot(result, out.with_suffix(".png"))
     for name, block in result["by_goal"].items():
-        seen = ", ".join(f"{k}: {v:.2f}" for k, v in block["foresight"].items() if v is not None)
-        ratio = block["motion_ratio"]
-        log(f"{name}: {block['dropped']} drops of {block['episodes']}; members predicting the "
-            f"drop k steps ahead {{{seen}}}; motion ratio "
-            f"{'-' if ratio is None else f'{ratio:.2f}'}")
+        log(f"{name}: {describe(block)}")
     log(f"{out} and {out.with_suffix('.png')}; cpu {benchlib.cpu_model()}")
     return 0
 

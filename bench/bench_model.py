@@ -275,9 +275,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
                  f"{ds['episodes']} episodes x {ds['episode_length']} steps, "
                  f"{ds['val_episodes']} held out")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-    benchlib.stamp(fig, benchlib.footnote(result["command"]))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    benchlib.save_figure(fig, path, result["command"])
 
 
 # ----- main ----------------------------------------------------------------------------

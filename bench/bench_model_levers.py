@@ -171,10 +171,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{result['run']} ({result['transitions']} transitions): one model per "
                  f"lever, {result['episodes']} evaluation episodes each")
-    fig.text(0.01, 0.01, benchlib.footnote("bench/bench_model_levers.py"), fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    benchlib.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -463,9 +463,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes[1].set_title("cost vs N", fontsize=9)
     axes[2].set_title("cost vs H", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    benchlib.stamp(fig, benchlib.footnote(result["command"]))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    benchlib.save_figure(fig, path, result["command"])
 
 
 def points_for(quick: bool, cuda: bool) -> list[Point]:

@@ -245,9 +245,7 @@ def plot_breakdown(result: dict[str, Any], path: Path) -> None:
     fig.legend(handles, names, fontsize=8, ncol=len(BREAKDOWN), loc="lower center",
                bbox_to_anchor=(0.5, 0.04))
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    benchlib.stamp(fig, benchlib.footnote(result["command"]))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    benchlib.save_figure(fig, path, result["command"])
 
 
 # ----- main ----------------------------------------------------------------------------

@@ -174,6 +174,16 @@ def stamp(fig: Any, text: str) -> None:
     fig.text(0.01, 0.005, text, fontsize=7, color="0.35", ha="left", va="bottom")
 
 
+def save_figure(fig: Any, path: str | Path, command: str | None = None, dpi: int = 110) -> None:
+    """Stamp the footnote (date, machine, ``command``: this process's by default) on a laid
+    out figure, save it to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    stamp(fig, footnote(command_line() if command is None else command))
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def footnote(command: str) -> str:
     info = machine_info()
     return (f"{dt.date.today().isoformat()}, {info['cores']}-core {info['cpu_model']}, "
