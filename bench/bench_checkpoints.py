@@ -17,7 +17,9 @@ model from how the run's own (data-collecting) planner acts on it. A task whose 
 have named goals (the cube: left, right, up, down by seed) also gets the figures per goal
 (``by_goal``): where it falls short.
 
-Resumable: results accumulate in ``--out``; an evaluated (checkpoint, variant) is not redone.
+Resumable: results accumulate in ``--out`` (made with the same ``--episodes`` and
+``--dtype``): an evaluated (checkpoint, variant) is not redone, and checkpoints evaluated
+earlier but not picked this time stay in it.
 Run: ``.venv/bin/python bench/bench_checkpoints.py --run runs/bench_learning/pddm_explore/
 baoding_mppi_learned_seed0 [--every 5] [--episodes 6] [--variants pddm,moderate]``
 (writes ``bench/results/checkpoints_<run>.json`` and ``.png``).
@@ -211,8 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or benchlib.RESULTS / f"checkpoints_{args.run.parent.name}_{args.run.name}.json"
     old = json.loads(out.read_text()) if out.exists() else {}
+    if (old.get("episodes"), old.get("inference_dtype")) != (args.episodes, args.dtype):
+        old = {}  # other episodes or another dtype: nothing in it is reused or kept
     done = {(r["iteration"], v): r["by_variant"][v] for r in old.get("checkpoints", [])
             for v in r["by_variant"]}
+    picked_iterations = {iteration for iteration, _ in picked}
+    earlier = [r for r in old.get("checkpoints", []) if r["iteration"] not in picked_iterations]
     torch.set_num_threads(1)
     task = run_task(args.run)
     env = HandEnv(task, **run_env_options(args.run))  # the states the models learned from
@@ -224,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {v: VARIANTS[v] for v in variants}, "perfect_score": perfect,
         "task": task,
         "perfect_tracking_error": None if bound is None else bound["tracking_error"],
-        "checkpoints": []}
+        "checkpoints": list(earlier)}  # rows of checkpoints not picked this time stay
     for iteration, path in picked:
         row = {"iteration": iteration, "transitions": transitions_before(args.run, iteration),
                "by_variant": {}}
@@ -239,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{res['steps']:.1f}, error {res['tracking_error']:.4f} (m or rad)")
             row["by_variant"][name] = res
         result["checkpoints"].append(row)
+        result["checkpoints"].sort(key=lambda r: r["iteration"])
         benchlib.write_result(out, result)  # after every checkpoint: resumable
     plot(result, out.with_suffix(".png"))
     log(f"{out} and {out.with_suffix('.png')}; cpu {benchlib.cpu_model()}")

@@ -67,6 +67,13 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
     # the learned run's checkpoints and data feed the closed-loop and warm-start benches
     run = tmp_path / "runs" / "baoding_mppi_learned_seed0"
     models = sorted((run / "models").glob("iteration_*.model"))
+    # an earlier evaluation of a checkpoint this call does not pick stays in the file
+    earlier = {"iteration": 0, "transitions": 40, "by_variant": {"moderate": {
+        "drop_rate": 0.5, "success_rate": 0.25, "steps": 8.0, "tracking_error": 0.05,
+        "score": -0.2}}}
+    (tmp_path / "results").mkdir(exist_ok=True)
+    (tmp_path / "results" / "bench_checkpoints.json").write_text(json.dumps(
+        {"episodes": 1, "inference_dtype": "float32", "checkpoints": [earlier]}))
     for script, args in (("bench_closed_loop.py", ["--model", str(models[-1]), "--episodes", "1"]),
                          ("bench_warm_start.py", ["--run", str(run), "--back", "0",
                                                   "--warm-epochs", "1"]),
@@ -90,7 +97,8 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         result = json.loads(out.read_text())
         if script == "bench_checkpoints.py":
-            (row,) = result["checkpoints"]  # the smoke run trains one model (iteration 1)
+            kept, row = result["checkpoints"]  # the smoke run trains one model (iteration 1)
+            assert kept == earlier
             assert row["iteration"] == 1 and row["transitions"] > 0
             assert set(row["by_variant"]) == {"pddm", "moderate"}
             assert 0.0 <= row["by_variant"]["moderate"]["drop_rate"] <= 1.0
