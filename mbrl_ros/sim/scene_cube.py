@@ -43,6 +43,7 @@ CUBE_MASS = 0.05
 CUBE_INERTIA = 6.48e-5
 TARGET_POS = (0.0, 0.2, 0.25)
 
+
 class CubeScene(Scene):
     """The die in the hand; the goal is its desired hinge angles."""
 
