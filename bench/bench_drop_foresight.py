@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from bench_checkpoints import run_task
 
-from mbrl_ros.core.data.dataset import EpisodeDataset
-from mbrl_ros.core.data.episode import Episode
+from mbrl_ros.core.data.dataset import EpisodeDataset, TransitionBatch
+from mbrl_ros.core.models.evaluation import open_loop_predictions
 from mbrl_ros.core.models.serialization import load_model
 from mbrl_ros.core.tasks.base import Task
 from mbrl_ros.results.metrics_log import read_metrics
@@ -51,34 +51,28 @@ def held_out_episodes(run: Path, iteration: int, count: int) -> list[tuple[int, 
             if iteration <= int(r["iteration"]) < iteration + count and r["policy"] == "mpc"]
 
 
-@torch.no_grad()
-def members_dropped(model: Any, task: Task, ep: Episode, goals: torch.Tensor, k: int
-                    ) -> float:
-    """Fraction of members whose ``k``-step rollout of ``ep``'s last ``k`` actions ends in
-    the task's termination (the goal of the step it ends on)."""
-    start = len(ep) - k
-    state = torch.as_tensor(ep.state[start], dtype=torch.float32)[None]
-    actions = torch.as_tensor(ep.action[start:], dtype=torch.float32)
-    for action in actions:
-        state = model.predict(state, action[None])  # [E, 1, S] after the first step
-    last = state[:, 0]
-    goal = goals[min(int(ep.step[-1]) + 1, goals.shape[0] - 1)].expand(last.shape[0], -1)
-    _, terminated = task.reward(last, actions[-1].expand(last.shape[0], -1), goal)
+def members_dropped(model: Any, task: Task, episode: TransitionBatch, goals: torch.Tensor,
+                    k: int) -> float:
+    """Fraction of members whose ``k``-step open-loop rollout of ``episode``'s last ``k``
+    actions (``open_loop_predictions``, as the trainer validates) ends in the task's
+    termination (the goal of the step it ends on)."""
+    last = open_loop_predictions(model, episode, k).predicted[-1][:, -1]  # [E, S]
+    goal = goals[min(int(episode.step[-1]) + 1, goals.shape[0] - 1)].expand(last.shape[0], -1)
+    _, terminated = task.reward(last, episode.action[-1].expand(last.shape[0], -1), goal)
     return float(terminated.float().mean())
 
 
-@torch.no_grad()
-def motion_ratio(model: Any, ep: Episode, columns: slice, steps: int = 3) -> float | None:
-    """Members' mean one-step change of ``columns`` over ``ep``'s last ``steps`` steps,
+def motion_ratio(model: Any, episode: TransitionBatch, columns: slice, steps: int = 3
+                 ) -> float | None:
+    """Members' mean one-step change of ``columns`` over ``episode``'s last ``steps`` steps,
     divided by the recorded change (None when nothing moved)."""
-    tail = slice(max(0, len(ep) - steps), len(ep))
-    state = torch.as_tensor(ep.state[tail], dtype=torch.float32)
-    truth = torch.as_tensor(ep.next_state[tail], dtype=torch.float32)
-    predicted = model.predict(state, torch.as_tensor(ep.action[tail], dtype=torch.float32))
-    moved = float((truth - state)[:, columns].norm(dim=-1).sum())
+    one_step = open_loop_predictions(model, episode, 1)
+    state = episode.state[-steps:, columns]
+    moved = float((one_step.truth[0][-steps:, columns] - state).norm(dim=-1).sum())
     if moved <= 0.0:
         return None
-    return float((predicted - state)[..., columns].norm(dim=-1).mean(0).sum()) / moved
+    predicted = one_step.predicted[0][:, -steps:, columns]
+    return float((predicted - state).norm(dim=-1).mean(0).sum()) / moved
 
 
 def summarize(rows: list[dict[str, Any]], steps: list[int]) -> dict[str, Any]:
@@ -154,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     name_of = getattr(task, "goal_name", lambda seed: "all")
     rows = []
     for episode_id, seed in held_out_episodes(args.run, args.iteration, args.held_out):
-        ep = dataset.episode(episode_id)
+        episode = dataset.batch([episode_id])
         goals = task.episode_goals(seed)
-        rows.append({"goal": name_of(seed), "dropped": bool(ep.done[-1]),
-                     "members": {k: members_dropped(model, task, ep, goals, k)
-                                 for k in steps if k <= len(ep)},
-                     "motion": motion_ratio(model, ep, columns) if ep.done[-1] else None})
+        dropped = bool(episode.done[-1])
+        rows.append({"goal": name_of(seed), "dropped": dropped,
+                     "members": {k: members_dropped(model, task, episode, goals, k)
+                                 for k in steps if k <= len(episode)},
+                     "motion": motion_ratio(model, episode, columns) if dropped else None})
     if not rows:
         log(f"no MPC episodes from iteration {args.iteration} on in {args.run}")
         return 2

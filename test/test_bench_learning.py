@@ -117,11 +117,13 @@ def test_smoke_budget_runs_everything_and_resumes(tmp_path):
             assert -1.0 <= checked["spearman"] <= 1.0
             assert 0.0 <= checked["best_percentile"] <= 1.0
         elif script == "bench_drop_foresight.py":  # model 1 on iteration 1's MPC episodes
-            mpc = [r for r in (run / "metrics.csv").read_text().splitlines()[1:]
-                   if r.split(",")[1] == "1" and r.split(",")[2] == "mpc"]
+            from mbrl_ros.results.metrics_log import read_metrics
+
+            mpc = [r for r in read_metrics(run / "metrics.csv")
+                   if r["iteration"] == 1 and r["policy"] == "mpc"]
             overall = result["overall"]
             assert overall["episodes"] == len(mpc) >= 1
-            assert overall["dropped"] == sum(r.split(",")[9] == "1" for r in mpc)
+            assert overall["dropped"] == sum(r["drop"] for r in mpc)
             assert sum(b["episodes"] for b in result["by_goal"].values()) == len(mpc)
             for table in (overall["foresight"], overall["false_alarm"]):
                 assert set(table) == {"1", "2"}
