@@ -29,17 +29,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_checkpoints import run_task
 
 from mbrl_ros.core.data.dataset import EpisodeDataset, TransitionBatch
 from mbrl_ros.core.models.evaluation import open_loop_predictions
 from mbrl_ros.core.models.serialization import load_model
 from mbrl_ros.core.tasks.base import Task
 from mbrl_ros.results.metrics_log import read_metrics
-from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
-from learning.pddm_run import run_env_options
+from learning.pddm_run import stored_run_task
 
 log = benchlib.Logger("bench_drop_foresight")
 
@@ -140,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.model or args.run / "models" / f"iteration_{args.iteration:04d}.model"
     torch.set_num_threads(1)
     model, _ = load_model(path)
-    task = HandEnv(run_task(args.run), **run_env_options(args.run)).task
+    task = stored_run_task(args.run)
     obj = task.tracked_objects[0]
     field = obj.euler_field or obj.position_field
     columns = task.layout.slice(field)

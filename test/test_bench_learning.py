@@ -300,6 +300,35 @@ def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
     assert [line for line in lines if "iteration 2 model on" in line], lines
 
 
+def test_a_stored_runs_task_is_built_from_its_spec_as_its_env_built_it(tmp_path):
+    """stored_run_task (benches reading a run's data without the scene): the spec's task,
+    episode length and task parameters, the same task HandEnv made from that spec."""
+    import torch
+
+    from mbrl_ros.sim.gym_env import HandEnv
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+
+    from learning.pddm_run import stored_run_task
+
+    run = tmp_path / "run"
+    run.mkdir()
+    options = {"task_params": {"cube.goal": "down", "cube.drop_height": -0.06}}
+    (run / "spec.json").write_text(json.dumps(
+        {"task": "cube", "episode_length": 12, "env_options": options}))
+    task = stored_run_task(run)
+    made = HandEnv("cube", 12, **options).task
+    assert (task.name, task.episode_length) == ("cube", 12) == (made.name, made.episode_length)
+    assert task.goal_name(0) == made.goal_name(0) == "down"
+    assert torch.equal(task.episode_goals(7), made.episode_goals(7))
+    state = torch.zeros(1, task.state_dim)
+    state[0, task.layout.slice("cube_pos")] = torch.tensor([0.0, 0.0, -0.08])
+    _, dropped = task.reward(state, torch.zeros(1, task.action_dim), task.episode_goals(0)[:1])
+    assert bool(dropped[0])  # -0.08 is below the spec's -0.06 (PDDM's -0.1 would keep it)
+    assert stored_run_task(tmp_path).name == "baoding"  # no spec: the default run's task
+
+
 def test_collection_noise_perturbs_only_the_mpc_episodes_actions(tmp_path):
     """RunSpec.mpc_action_noise: each executed MPC action gets Gaussian noise (the data
     records what was executed, within [-1, 1]); random episodes are untouched."""

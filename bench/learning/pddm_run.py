@@ -46,6 +46,8 @@ from mbrl_ros.core.models.serialization import load_model, save_model
 from mbrl_ros.core.planners import DynamicsModel
 from mbrl_ros.core.planning.exploration import RandomVelocityExploration
 from mbrl_ros.core.planning.mpc import ModelPredictiveController
+from mbrl_ros.core.tasks.base import Task
+from mbrl_ros.core.tasks.from_values import stack_task
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, exploration_config, planner_settings
 from mbrl_ros.nodes.planner_params import PARAMS as PLANNER_PARAMS
 from mbrl_ros.nodes.trainer_params import PARAMS as TRAINER_PARAMS
@@ -115,6 +117,16 @@ def run_env_options(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     return dict(json.loads(path.read_text()).get("env_options", {}))
+
+
+def stored_run_task(run_dir: str | Path) -> Task:
+    """The task a stored run's states, goals and drops were made with (its ``spec.json``:
+    task, episode length, task parameters; Baoding's defaults without one), built without
+    the simulator, for benches that only read the run's data."""
+    path = Path(run_dir) / "spec.json"
+    spec = json.loads(path.read_text()) if path.exists() else {"task": "baoding"}
+    return stack_task(spec["task"], spec.get("episode_length"),
+                      spec.get("env_options", {}).get("task_params"))
 
 
 def planner_values(spec: RunSpec) -> dict[str, Any]:
