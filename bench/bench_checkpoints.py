@@ -74,6 +74,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "moderate_h10": {"gamma": 10.0, "sigma": 0.5, "horizon": 10},
     "moderate_n2000": {"gamma": 10.0, "sigma": 0.5, "num_samples": 2000},
     "moderate_narrow": {"gamma": 10.0, "sigma": 0.3},
+    # PETS trajectory sampling (probabilistic members): each sequence rolled 4 times per
+    # member, every step drawn from the member's Gaussian
+    "moderate_pets4": {"gamma": 10.0, "sigma": 0.5, "sample_dynamics": True, "particles": 4},
 }
 PERFECT_RUNS = Path("runs/bench_learning/pddm")
 EVAL_SEED = 5000  # evaluation episodes: seeds 5000.. (the runs use s * 1_000_003 + e)

@@ -56,3 +56,27 @@ def test_a_new_planner_is_one_class_and_one_registry_line(monkeypatch):
     assert params["zero.scale"].description == "how far from zero"
     settings = planner_settings({**defaults(), "planner": "zero", "zero.scale": 0.25})
     assert dict(settings.options)["scale"] == 0.25 and settings.problem() is None
+
+
+def test_pets_trajectory_sampling_is_a_parameter_of_every_planner():
+    """particles / sample_dynamics (PETS) are declared read-only with PDDM's values (1,
+    false), reach the planner's scorer, and the cross-check refuses particles without
+    sampling (identical copies) before a planner is built."""
+    from mbrl_ros.core.models.ensemble import EnsembleConfig, EnsembleDynamics
+    from mbrl_ros.core.tasks import make_task
+
+    by_name = {p.name: p for p in PARAMS}
+    assert (by_name["particles"].default, by_name["sample_dynamics"].default) == (1, False)
+    assert by_name["particles"].read_only and by_name["sample_dynamics"].read_only
+    values = {**defaults(), "particles": 4, "sample_dynamics": True, "num_samples": 60,
+              "horizon": 2}
+    task = make_task("baoding")
+    model = EnsembleDynamics(EnsembleConfig(task.state_dim, task.action_dim, 2, (8,),
+                                            probabilistic=True))
+    for planner in ("mppi", "cem", "random"):
+        settings = planner_settings({**values, "planner": planner})
+        assert settings.problem() is None, planner
+        scorer = settings.build(model, task).scorer
+        assert (scorer.particles, scorer.sample_dynamics) == (4, True), planner
+    refused = planner_settings({**values, "sample_dynamics": False}).problem()
+    assert refused is not None and "sample_dynamics" in refused

@@ -142,8 +142,13 @@ class PlannerConfig:
                                "Baoding 700)", 1, 1_000_000, runtime=True)
     risk_lambda: float = tunable(0.0, "risk_lambda", "score = mean - lambda * std of the "
                                  "ensemble's returns (0: PDDM's mean)", 0.0, 1e6, runtime=True)
-    particles: int = 1
-    sample_dynamics: bool = False
+    particles: int = tunable(1, "particles", "PETS trajectory sampling: rollouts per "
+                             "action sequence and member, each with its own draws (needs "
+                             "sample_dynamics; 1: PDDM)", 1, 4096)
+    sample_dynamics: bool = tunable(False, "sample_dynamics", "draw every predicted step "
+                                    "from the probabilistic members' Gaussians (PETS) instead "
+                                    "of taking their means; deterministic members give their "
+                                    "means either way (false: PDDM)", 0, 1)
     seed: int | None = None
 
     def __post_init__(self) -> None:
