@@ -54,3 +54,26 @@ def test_sac_runs_evaluates_and_resumes(tmp_path):
     assert rows[3]["wall_s"] > rows[2]["wall_s"] and math.isfinite(rows[3]["score"])
     assert sorted(p.name for p in out.glob("*_*.*")) == [
         "buffer_0000000450.npz", "sac_0000000450.zip", "sac_eval.csv"]
+
+
+def test_a_checkpoint_is_evaluated_on_draws_of_its_stochastic_policy(tmp_path):
+    """--evaluate-stochastic: the newest checkpoint's own policy draws make distinct Baoding
+    episodes (the mean action plays one), reproducibly, kept per checkpoint in a json."""
+    out = tmp_path / "sac_baoding_s0"
+    _run(out)
+
+    def evaluations(episodes: int) -> dict:
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out),
+                               "--evaluate-stochastic", str(episodes)], capture_output=True,
+                              text=True, timeout=120, cwd=out.parent)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads((out / "sac_eval_stochastic.json").read_text())["evaluations"]
+
+    first = evaluations(3)
+    assert list(first) == ["300"]
+    drawn, mean = first["300"]["stochastic"], first["300"]["mean_action"]
+    assert drawn["eval_episodes"] == 3 and mean["eval_episodes"] == 1
+    returns = first["300"]["episode_returns"]
+    assert len(set(returns)) == 3  # three different episodes, not one played three times
+    # a rerun (of fewer episodes) draws the same actions for the same episodes
+    assert evaluations(2)["300"]["episode_returns"] == returns[:2]

@@ -81,16 +81,33 @@ BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "don
                  "timeouts")
 
 
-def evaluate(model: SAC, env: HandEnv, episodes: int) -> dict[str, float]:
-    """Means over ``episodes`` deterministic episodes on the seeds EVAL_SEED + i."""
+def episode_rows(model: SAC, env: HandEnv, episodes: int, deterministic: bool = True
+                 ) -> list[dict[str, Any]]:
+    """``task.episode_metrics`` of ``episodes`` episodes on the seeds EVAL_SEED + i: the
+    policy's mean action (``deterministic``), or actions drawn from it with torch seeded by
+    the episode's seed, so that episodes differ where the task's start and goals do not
+    (Baoding) and episode i draws the same actions however many are evaluated."""
     task = env.task
     rows = []
     for i in range(episodes):
         obs, info = env.reset(seed=EVAL_SEED + i)
-        run = roll_out(env, obs, lambda _, o: model.predict(o, deterministic=True)[0])
+        if not deterministic:
+            torch.manual_seed(EVAL_SEED + i)
+        run = roll_out(env, obs, lambda _, o: model.predict(o, deterministic=deterministic)[0])
         rows.append(task.episode_metrics(torch.as_tensor(run.states),
                                          torch.as_tensor(run.actions),
                                          torch.as_tensor(info["goals"][:run.steps + 1])))
+    return rows
+
+
+def evaluate(model: SAC, env: HandEnv, episodes: int, deterministic: bool = True
+             ) -> dict[str, float]:
+    """Means (and spreads) over :func:`episode_rows`."""
+    return summarize(episode_rows(model, env, episodes, deterministic), episodes)
+
+
+def summarize(rows: list[dict[str, Any]], episodes: int) -> dict[str, float]:
+    """The CSV's evaluation columns from :func:`episode_rows`."""
     table = {k: np.array([float(r[k]) for r in rows])
              for k in ("score", "return", "steps", "drop", "tracking_error", "success")}
     return {"score": table["score"].mean(), "score_std": table["score"].std(),
@@ -257,6 +274,35 @@ def _evaluate_and_save(model: SAC, env: HandEnv, config: dict, progress: dict,
         f"{train_tps:.0f} transitions/s, wall {progress['wall_s']:.0f} s")
 
 
+def evaluate_checkpoint(out_dir: Path, episodes: int, log: Callable[[str], None] | None = None
+                        ) -> Path:
+    """The run's newest checkpoint on ``episodes`` episodes drawn from its stochastic policy
+    (the training evaluations use the mean action: one distinct episode on Baoding) beside
+    the mean action's; written to ``sac_eval_stochastic.json`` keyed by its transitions."""
+    log = log or benchlib.Logger("sac")
+    cap_torch_threads(1)
+    state = json.loads((out_dir / STATE_NAME).read_text())
+    config, progress = state["config"], state["progress"]
+    env = HandEnv(config["task"], **config.get("env_options", {}))
+    model = SAC.load(out_dir / progress["model"], device="cpu")
+    path = out_dir / "sac_eval_stochastic.json"
+    result = json.loads(path.read_text()) if path.exists() else {"evaluations": {}}
+    drawn = episode_rows(model, env, episodes, deterministic=False)
+    row = {"stochastic": summarize(drawn, episodes),
+           "episode_returns": [float(r["return"]) for r in drawn],
+           "mean_action": evaluate(model, env, 1)}
+    result["evaluations"][str(progress["transitions"])] = row
+    result["evaluations"] = dict(sorted(result["evaluations"].items(), key=lambda kv: int(kv[0])))
+    benchlib.write_result(path, {**result, "task": config["task"], "seed": config["seed"]})
+    m = row["stochastic"]
+    log(f"sac {config['task']} seed {config['seed']} at {progress['transitions']}: "
+        f"{episodes} stochastic episodes: drops {m['drop_rate']:.0%}, kept "
+        f"{m['steps_kept']:.1f} steps, score {m['score']:.4f} (std {m['score_std']:.4f}), "
+        f"error {m['tracking_error']:.4f}; mean action: drops "
+        f"{row['mean_action']['drop_rate']:.0%} -> {path}")
+    return path
+
+
 FULL = {"transitions": 100_000, "eval_every": 5000, "eval_episodes": 5, "learning_starts": 1000}
 QUICK = {"transitions": 300, "eval_every": 150, "eval_episodes": 1, "learning_starts": 100}
 
@@ -272,7 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory (default runs/sac_<task>_s<seed>)")
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test)")
+    parser.add_argument("--evaluate-stochastic", type=int, metavar="EPISODES", default=None,
+                        help="no training: the newest checkpoint in --out on this many "
+                        "episodes of its stochastic policy (sac_eval_stochastic.json)")
     args = parser.parse_args(argv)
+    if args.evaluate_stochastic is not None:
+        if args.out is None or args.evaluate_stochastic < 1:
+            parser.error("--evaluate-stochastic needs --out and at least 1 episode")
+        print(f"results: {evaluate_checkpoint(args.out, args.evaluate_stochastic)}", flush=True)
+        return 0
     defaults = QUICK if args.quick else FULL
     for name, value in defaults.items():
         if getattr(args, name) is None:
