@@ -94,6 +94,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     # the goal fields not fed to the members (the cube's goal is one of four labels per
     # episode, which the data's outcomes correlate with: "down" episodes mostly drop)
     **_over_seeds("no_goal_inputs", {"ensemble.goal_inputs": False}),
+    # each member on its own resample of the data (train.bootstrap): members that disagree
+    # where the data are thin, e.g. the cube's rare fast rolls
+    **_over_seeds("bootstrap", {"train.bootstrap": True}),
     # the cube: each transition 3 more times with the cube's axes relabelled by one of its
     # symmetry rotations ("task." changes are the task's, cube_symmetry)
     **_over_seeds("cube_symmetry_3", {"task.symmetry_copies": 3}),

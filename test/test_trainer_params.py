@@ -35,10 +35,11 @@ def test_training_levers_reach_the_train_config_and_bad_combinations_are_refused
 
     values = defaults()
     train = retrain_settings(make_task("baoding"), values).train
-    assert (train.average_last_epochs, train.rollout_steps) == (0, 1)  # PDDM
-    values.update({"train.average_last_epochs": 10, "train.rollout_steps": 3})
+    assert (train.average_last_epochs, train.rollout_steps, train.bootstrap) == (0, 1, False)
+    values.update({"train.average_last_epochs": 10, "train.rollout_steps": 3,
+                   "train.bootstrap": True})
     train = retrain_settings(make_task("baoding"), values).train
-    assert (train.average_last_epochs, train.rollout_steps) == (10, 3)
+    assert (train.average_last_epochs, train.rollout_steps, train.bootstrap) == (10, 3, True)
     assert train.output_weights is None  # PDDM: every state field alike
     values["train.object_loss_weight"] = 4.0
     weights = retrain_settings(make_task("baoding"), values).train.output_weights

@@ -52,6 +52,9 @@ PARAMS = [
     Param("train.object_loss_weight", 1.0, "loss weight of the tracked objects' state "
           "fields (Baoding's balls, the cube) against the other fields' 1 (PDDM: 1, all "
           "alike); the planner's reward reads the objects", 0.01, 100.0),
+    Param("train.bootstrap", False, "each member trains on its own resample (with "
+          "replacement) of the training transitions, so members disagree where data is thin "
+          "(PDDM: false, all members see all data)"),
     Param("train.input_noise", 0.01, "std of Gaussian noise on z-scored inputs and targets "
           "(PDDM 1%)", 0.0, 10.0),
     Param("train.val_fraction", 0.1, "fraction of episodes held out for validation "
@@ -98,7 +101,7 @@ def retrain_settings(task: Task, p: Mapping[str, Any], epochs: int = 0,
         epochs=epochs or p["train.epochs"], input_noise=p["train.input_noise"],
         lr_schedule=p["train.lr_schedule"], precision=p["train.precision"],
         average_last_epochs=min(p["train.average_last_epochs"], epochs or p["train.epochs"]),
-        rollout_steps=p["train.rollout_steps"],
+        rollout_steps=p["train.rollout_steps"], bootstrap=p["train.bootstrap"],
         output_weights=object_loss_weights(task, p["train.object_loss_weight"]),
         from_scratch=from_scratch or p["train.from_scratch"],
         seed=p["train.seed"], device=p["device"], num_threads=p["train_threads"])
