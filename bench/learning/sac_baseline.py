@@ -103,10 +103,10 @@ def episode_rows(model: SAC, env: HandEnv, episodes: int, deterministic: bool = 
 def evaluate(model: SAC, env: HandEnv, episodes: int, deterministic: bool = True
              ) -> dict[str, float]:
     """Means (and spreads) over :func:`episode_rows`."""
-    return summarize(episode_rows(model, env, episodes, deterministic), episodes)
+    return summarize(episode_rows(model, env, episodes, deterministic))
 
 
-def summarize(rows: list[dict[str, Any]], episodes: int) -> dict[str, float]:
+def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     """The CSV's evaluation columns from :func:`episode_rows`."""
     table = {k: np.array([float(r[k]) for r in rows])
              for k in ("score", "return", "steps", "drop", "tracking_error", "success")}
@@ -114,7 +114,7 @@ def summarize(rows: list[dict[str, Any]], episodes: int) -> dict[str, float]:
             "return": table["return"].mean(), "return_std": table["return"].std(),
             "steps_kept": table["steps"].mean(), "drop_rate": table["drop"].mean(),
             "tracking_error": table["tracking_error"].mean(),
-            "success_rate": table["success"].mean(), "eval_episodes": episodes}
+            "success_rate": table["success"].mean(), "eval_episodes": len(rows)}
 
 
 # ----- files ------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def evaluate_checkpoint(out_dir: Path, episodes: int, log: Callable[[str], None]
     path = out_dir / "sac_eval_stochastic.json"
     result = json.loads(path.read_text()) if path.exists() else {"evaluations": {}}
     drawn = episode_rows(model, env, episodes, deterministic=False)
-    row = {"stochastic": summarize(drawn, episodes),
+    row = {"stochastic": summarize(drawn),
            "episode_returns": [float(r["return"]) for r in drawn],
            "mean_action": evaluate(model, env, 1)}
     result["evaluations"][str(progress["transitions"])] = row
