@@ -54,7 +54,8 @@ def members_dropped(model: Any, task: Task, episode: TransitionBatch, goals: tor
     """Fraction of members whose ``k``-step open-loop rollout of ``episode``'s last ``k``
     actions (``open_loop_predictions``, as the trainer validates) ends in the task's
     termination (the goal of the step it ends on)."""
-    last = open_loop_predictions(model, episode, k).predicted[-1][:, -1]  # [E, S]
+    tail = episode.subset(slice(len(episode) - k, None))  # the one window that ends it
+    last = open_loop_predictions(model, tail, k).predicted[-1][:, 0]  # [E, S]
     goal = goals[min(int(episode.step[-1]) + 1, goals.shape[0] - 1)].expand(last.shape[0], -1)
     _, terminated = task.reward(last, episode.action[-1].expand(last.shape[0], -1), goal)
     return float(terminated.float().mean())
@@ -64,12 +65,13 @@ def motion_ratio(model: Any, episode: TransitionBatch, columns: slice, steps: in
                  ) -> float | None:
     """Members' mean one-step change of ``columns`` over ``episode``'s last ``steps`` steps,
     divided by the recorded change (None when nothing moved)."""
-    one_step = open_loop_predictions(model, episode, 1)
-    state = episode.state[-steps:, columns]
-    moved = float((one_step.truth[0][-steps:, columns] - state).norm(dim=-1).sum())
+    tail = episode.subset(slice(max(0, len(episode) - steps), None))
+    one_step = open_loop_predictions(model, tail, 1)
+    state = tail.state[:, columns]
+    moved = float((one_step.truth[0][:, columns] - state).norm(dim=-1).sum())
     if moved <= 0.0:
         return None
-    predicted = one_step.predicted[0][:, -steps:, columns]
+    predicted = one_step.predicted[0][..., columns]
     return float((predicted - state).norm(dim=-1).mean(0).sum()) / moved
 
 

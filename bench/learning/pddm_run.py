@@ -110,23 +110,25 @@ class RunSpec:
         return out
 
 
+def _stored_spec(run_dir: str | Path) -> dict[str, Any]:
+    """A stored run's ``spec.json`` (a directory without one: Baoding, no options)."""
+    path = Path(run_dir) / "spec.json"
+    return json.loads(path.read_text()) if path.exists() else {"task": "baoding"}
+
+
 def run_env_options(run_dir: str | Path) -> dict[str, Any]:
     """The ``HandEnv`` options a stored run's states were made with (its ``spec.json``; none
     for a directory without one): evaluations of its models must see the same states."""
-    path = Path(run_dir) / "spec.json"
-    if not path.exists():
-        return {}
-    return dict(json.loads(path.read_text()).get("env_options", {}))
+    return dict(_stored_spec(run_dir).get("env_options", {}))
 
 
 def stored_run_task(run_dir: str | Path) -> Task:
     """The task a stored run's states, goals and drops were made with (its ``spec.json``:
     task, episode length, task parameters; Baoding's defaults without one), built without
     the simulator, for benches that only read the run's data."""
-    path = Path(run_dir) / "spec.json"
-    spec = json.loads(path.read_text()) if path.exists() else {"task": "baoding"}
+    spec = _stored_spec(run_dir)
     return stack_task(spec["task"], spec.get("episode_length"),
-                      spec.get("env_options", {}).get("task_params"))
+                      run_env_options(run_dir).get("task_params"))
 
 
 def planner_values(spec: RunSpec) -> dict[str, Any]:
