@@ -40,12 +40,13 @@ from bench_closed_loop import episode, episode_means
 
 from mbrl_ros.core.models.serialization import load_model
 from mbrl_ros.core.planning.mpc import ModelPredictiveController
+from mbrl_ros.core.tasks.base import Task
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, planner_settings
 from mbrl_ros.results.metrics_log import read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
-from learning.pddm_run import RunSpec, planner_values, run_env_options
+from learning.pddm_run import RunSpec, planner_values, run_env_options, stored_spec
 
 log = benchlib.Logger("bench_checkpoints")
 
@@ -119,19 +120,20 @@ def perfect_bound(runs: Path, task: str = "baoding") -> dict[str, float] | None:
 
 def run_task(run: Path) -> str:
     """The task a learned run learned (its ``spec.json``; Baoding for a run without one)."""
-    spec = run / "spec.json"
-    return json.loads(spec.read_text())["task"] if spec.exists() else "baoding"
+    return str(stored_spec(run)["task"])
 
 
-def controller(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str
+def controller(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str,
+               planning_task: Task | None = None
                ) -> tuple[ModelPredictiveController, dict[str, Any]]:
     """MPC on the model at ``path`` with the run's planner plus ``overrides``, and the
-    planner parameter values it uses."""
-    values = planner_values(RunSpec(task=env.task.name, planner_overrides=overrides))
+    planner parameter values it uses. ``planning_task``: the task whose reward the planner
+    scores (default the environment's; a probe may add cost terms to it)."""
+    task = planning_task or env.task
+    values = planner_values(RunSpec(task=task.name, planner_overrides=overrides))
     model, _ = load_model(path)
     model.set_inference_dtype(INFERENCE_DTYPES[dtype])
-    return ModelPredictiveController(planner_settings(values).build(model, env.task),
-                                     env.task), values
+    return ModelPredictiveController(planner_settings(values).build(model, task), task), values
 
 
 def by_goal(eps: list[dict[str, Any]], goals: list[str]) -> dict[str, dict[str, Any]]:
@@ -141,11 +143,11 @@ def by_goal(eps: list[dict[str, Any]], goals: list[str]) -> dict[str, dict[str, 
             for name in dict.fromkeys(goals)}
 
 
-def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int
-             ) -> dict[str, Any]:
+def evaluate(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str, episodes: int,
+             planning_task: Task | None = None) -> dict[str, Any]:
     """The model at ``path`` on the fixed episodes ``EVAL_SEED + k``; a task that names its
     episodes' goals (``goal_name``) also gets the figures per goal (``by_goal``)."""
-    mpc, _ = controller(env, path, overrides, dtype)
+    mpc, _ = controller(env, path, overrides, dtype, planning_task)
     seeds = [EVAL_SEED + k for k in range(episodes)]
     eps = [episode(env, mpc, seed=seed, horizon=mpc.planner.horizon) for seed in seeds]
     result = episode_means(eps)

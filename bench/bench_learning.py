@@ -73,6 +73,8 @@ class BudgetPreset:
     #: ``late_trainer_overrides`` (``RunSpec``)
     late_trainer_from: int | None = None
     late_trainer_overrides: tuple[tuple[str, Any], ...] = ()
+    #: a learned drop hazard in the planner's score (``RunSpec.drop_hazard``; () : none)
+    drop_hazard: tuple[tuple[str, Any], ...] = ()
 
 
 BUDGETS = {
@@ -83,8 +85,8 @@ BUDGETS = {
     # the issue's bar: at most 100k real transitions (1096 episodes of <= 100 steps)
     "pddm": BudgetPreset(Budget(40, 96, 10, 1), 1, 10.0, 20, 5),
     # the same with the planner tuned for learned models: a softer MPPI weighting (gamma 5
-    # instead of PDDM's 20) and narrower sampling (sigma 0.5 instead of 0.9); on a fixed
-    # learned model this took the drops from 12/12 to 0/12 (README, Results: Learning)
+    # instead of PDDM's 20) and narrower sampling (sigma 0.5 instead of 0.9); what its runs
+    # did: docs/learning_study.md (``pddm_gentle``)
     "pddm_gentle": BudgetPreset(Budget(40, 96, 10, 1), 1, 10.0, 20, 5,
                                 planner_overrides=(("gamma", 5.0), ("sigma", 0.5))),
     # data that teaches the model the balls' motion, with fewer drops than PDDM's settings:
@@ -226,6 +228,12 @@ BUDGETS["pddm_late_wide_h10"] = replace(
 # 560,000 transitions, about 17 h here): fork a pddm_late_wide run past its 75th iteration
 # (learning/fork_run.py --spec budget=...) to keep the loop collecting and retraining
 BUDGETS["pddm_late_wide_200"] = replace(_LATE_WIDE, learned=Budget(40, 200, 40, 1))
+# pddm_late_wide_200 planning with a learned drop hazard in its score (learning/drop_hazard:
+# P(drop within 3 steps), fitted on the loop's episodes with each model, 30 per step):
+# bench_drop_hazard kept 3 of 4 "down" cube episodes with it on model 102, none without;
+# fork a cube run into it to see whether the episodes it keeps teach the models the turn
+BUDGETS["pddm_late_wide_200_hazard"] = replace(BUDGETS["pddm_late_wide_200"],
+                                               drop_hazard=(("k", 3), ("weight", 30.0)))
 
 
 def pddm_transition_budget(preset: BudgetPreset, length: int) -> int:
@@ -259,7 +267,8 @@ def run_learned(task: str, planner: str, seed: int, preset: BudgetPreset, runs: 
                    env_options=dict(preset.env_options),
                    mpc_action_noise=preset.mpc_action_noise,
                    late_trainer_from=preset.late_trainer_from,
-                   late_trainer_overrides=dict(preset.late_trainer_overrides))
+                   late_trainer_overrides=dict(preset.late_trainer_overrides),
+                   drop_hazard=dict(preset.drop_hazard))
     return run_pddm(spec, runs / spec.name, log)
 
 

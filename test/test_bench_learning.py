@@ -669,3 +669,75 @@ def test_model_levers_take_a_runs_late_trainer_and_task_changes(tmp_path):
     assert run_trainer_overrides(tmp_path) == {"train.epochs": 40}
     task, trainer = split_lever(LEVERS["cube_symmetry_3_seed_1"])
     assert task == {"symmetry_copies": 3} and trainer == {"train.seed": 1}
+
+
+def test_drop_hazard_labels_the_last_k_states_of_dropped_episodes_only(tmp_path):
+    """learning.drop_hazard: a dropped episode's last k + 1 reached states are labelled 1, a
+    kept episode's none; the fitted hazard separates states it was shown, ignores the goal
+    fields, and the planning task's reward is the task's minus weight x hazard."""
+    sys.path.insert(0, str(BENCH))
+    import torch
+
+    from mbrl_ros.core.data.dataset import EpisodeDataset
+    from mbrl_ros.core.tasks import make_task
+
+    from learning.drop_hazard import labelled_states, train_hazard, with_hazard_cost
+
+    task = make_task("cube")
+    rng = np.random.default_rng(0)
+    data = EpisodeDataset(tmp_path / "data")
+    for length, dropped in ((6, True), (5, False), (4, True)):
+        state = rng.normal(size=(length + 1, task.state_dim)).astype(np.float32)
+        state[:, 0] = 5.0 * dropped  # what tells drops apart in this toy data
+        done = np.zeros(length, dtype=bool)
+        done[-1] = dropped
+        data.append_episode(state=state[:-1], action=np.zeros((length, task.action_dim)),
+                            next_state=state[1:], reward=np.zeros(length),
+                            time=np.arange(length) * 0.1, done=done, step=np.arange(length))
+    states, labels = labelled_states(data, data.episode_ids, k=2)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1] + [0] * 5 + [0, 1, 1, 1]
+    hazard = train_hazard(task, states, labels, epochs=200)
+    with torch.no_grad():
+        p = hazard(states)
+        moved_goal = states.clone()
+        moved_goal[:, task.goal_slice] += 3.0
+        assert torch.allclose(hazard(moved_goal), p)
+    assert float(p[labels == 1].min()) > 0.5 > float(p[11]) and float(p[6:11].max()) < 0.5
+    planning = with_hazard_cost(task, hazard, weight=7.0)
+    actions = torch.zeros(len(states), task.action_dim)
+    goals = torch.zeros(len(states), task.goal_dim)
+    base, _ = task.reward(states, actions, goals)
+    scored, _ = planning.reward(states, actions, goals)
+    assert torch.allclose(base - scored, 7.0 * p, atol=2e-3)
+
+
+@pytest.mark.timeout(400)
+def test_a_run_with_a_drop_hazard_fits_one_per_model_and_plans_with_it(tmp_path):
+    """RunSpec.drop_hazard: each iteration's hazard is fitted and stored beside its model,
+    the planner scores the hazard-penalized task, and a resumed run loads the stored one."""
+    sys.path.insert(0, str(BENCH))
+    import torch
+
+    from mbrl_ros.core.experiment import Budget
+
+    from learning.pddm_run import PDDMRun, RunSpec
+
+    spec = RunSpec(task="baoding", budget=Budget(3, 2, 1, 0), episode_length=6,
+                   planner_overrides={"num_samples": 16},
+                   trainer_overrides={"train.epochs": 2, "max_val_loss": 1e9},
+                   drop_hazard={"k": 2, "weight": 5.0, "epochs": 1})
+    lines: list[str] = []
+    run = PDDMRun(spec, tmp_path / "run", lines.append)
+    run.run()
+    assert sorted(p.name for p in (tmp_path / "run" / "models").glob("hazard_*.pt")) == [
+        "hazard_0001.pt", "hazard_0002.pt"]
+    assert sum("drop hazard" in line for line in lines) == 2
+    assert run.mpc is not None and run.mpc.task is run.planning_task is not run.task
+    assert run.mpc.planner.task is run.planning_task
+    resumed = PDDMRun(spec, tmp_path / "run", lines.append)
+    resumed._model_for(2)
+    assert sum("drop hazard" in line for line in lines) == 2  # loaded, not refitted
+    stored = torch.load(tmp_path / "run" / "models" / "hazard_0002.pt")
+    assert all(torch.equal(v, resumed.hazard.state_dict()[k]) for k, v in stored.items())
+    with pytest.raises(ValueError, match="drop_hazard"):
+        RunSpec(task="cube", drop_hazard={"horizon": 3})

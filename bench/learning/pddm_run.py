@@ -58,11 +58,13 @@ from mbrl_ros.sim.gym_env import HandEnv
 from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
+from .drop_hazard import DropHazard, labelled_states, train_hazard, with_hazard_cost
 from .stack_config import node_values
 from .true_model import SimulatorModel, mpc_policy
 
 Log = Callable[[str], None]
 MODELS = ("learned", "true", "hold")
+HAZARD_DEFAULTS = {"k": 3, "weight": 30.0, "epochs": 10}
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class RunSpec:
     #: while the data is scarce, the costly ones that meet the bar once it is not
     late_trainer_from: int | None = None
     late_trainer_overrides: dict[str, Any] = field(default_factory=dict)
+    #: a learned drop hazard in the planner's score (``learning.drop_hazard``; empty: none,
+    #: PDDM): ``{"k": steps, "weight": cost per step, "epochs": fit}``, refitted on the
+    #: whole dataset with each model and stored beside it (``models/hazard_NNNN.pt``)
+    drop_hazard: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -99,6 +105,10 @@ class RunSpec:
         if self.late_trainer_from is not None and self.late_trainer_from < 0:
             raise ValueError(f"late_trainer_from must be None or >= 0, "
                              f"got {self.late_trainer_from}")
+        unknown = set(self.drop_hazard) - set(HAZARD_DEFAULTS)
+        if unknown or any(float(v) < 0 for v in self.drop_hazard.values()):
+            raise ValueError(f"drop_hazard takes non-negative {sorted(HAZARD_DEFAULTS)}, got "
+                             f"{self.drop_hazard}")
 
     @property
     def name(self) -> str:
@@ -110,7 +120,7 @@ class RunSpec:
         return out
 
 
-def _stored_spec(run_dir: str | Path) -> dict[str, Any]:
+def stored_spec(run_dir: str | Path) -> dict[str, Any]:
     """A stored run's ``spec.json`` (a directory without one: Baoding, no options)."""
     path = Path(run_dir) / "spec.json"
     return json.loads(path.read_text()) if path.exists() else {"task": "baoding"}
@@ -119,14 +129,14 @@ def _stored_spec(run_dir: str | Path) -> dict[str, Any]:
 def run_env_options(run_dir: str | Path) -> dict[str, Any]:
     """The ``HandEnv`` options a stored run's states were made with (its ``spec.json``; none
     for a directory without one): evaluations of its models must see the same states."""
-    return dict(_stored_spec(run_dir).get("env_options", {}))
+    return dict(stored_spec(run_dir).get("env_options", {}))
 
 
 def stored_run_task(run_dir: str | Path) -> Task:
     """The task a stored run's states, goals and drops were made with (its ``spec.json``:
     task, episode length, task parameters; Baoding's defaults without one), built without
     the simulator, for benches that only read the run's data."""
-    spec = _stored_spec(run_dir)
+    spec = stored_spec(run_dir)
     return stack_task(spec["task"], spec.get("episode_length"),
                       run_env_options(run_dir).get("task_params"))
 
@@ -168,6 +178,8 @@ class PDDMRun:
         self.planner_values = p
         self.env = HandEnv(spec.task, episode_length=spec.episode_length, **spec.env_options)
         self.task = self.env.task
+        self.hazard: DropHazard | None = None
+        self.planning_task = self.task  # the task whose reward the planner scores
         self.planner_settings = planner_settings(p)
         self.exploration = RandomVelocityExploration(self.task.action_dim,
                                                      exploration_config(p), seed=spec.seed)
@@ -250,6 +262,7 @@ class PDDMRun:
         if path.exists():
             model, _ = load_model(path)
             self._use(model)
+            self._hazard_for(iteration)
             return
         start = time.monotonic()
         # a warm start (trainer ``train.from_scratch: false``) trains a copy of the current
@@ -272,6 +285,37 @@ class PDDMRun:
                     "exploring until a model is accepted, as the planner node does")
             self.log(f"{self.spec.name}: iteration {iteration} model rejected "
                      f"({outcome.message}); {keep}")
+        self._hazard_for(iteration)
+
+    def _hazard_for(self, iteration: int) -> None:
+        """With ``spec.drop_hazard``: the hazard of ``iteration`` (loaded if stored, else
+        fitted on every episode so far and stored) in the planner's score."""
+        if not self.spec.drop_hazard or self.spec.model != "learned":
+            return
+        opts = {**HAZARD_DEFAULTS, **self.spec.drop_hazard}
+        path = self.models_dir / f"hazard_{iteration:04d}.pt"
+        if path.exists():
+            dim = self.task.state_dim
+            fitted = DropHazard(self.task, torch.zeros(dim), torch.ones(dim))
+            fitted.load_state_dict(torch.load(path))
+        else:
+            start = time.monotonic()
+            states, labels = labelled_states(self.dataset, self.dataset.episode_ids,
+                                             int(opts["k"]))
+            fitted = train_hazard(self.task, states, labels, int(opts["epochs"]),
+                                  seed=self.spec.seed)
+            torch.save(fitted.state_dict(), path)
+            self.log(f"{self.spec.name}: iteration {iteration} drop hazard (k {opts['k']}) on "
+                     f"{len(labels)} states, {int(labels.sum())} before a drop, in "
+                     f"{time.monotonic() - start:.1f} s")
+        if self.hazard is None:
+            self.hazard = fitted.eval()
+            self.planning_task = with_hazard_cost(self.task, self.hazard, float(opts["weight"]))
+            self.mpc = None  # rebuilt on the planning task
+            if self.model is not None:
+                self._controller(self.model)
+        else:
+            self.hazard.load_state_dict(fitted.state_dict())
 
     def settings_for(self, transitions: int) -> RetrainSettings:
         """The retraining of a dataset of ``transitions``: the late one from
@@ -287,8 +331,8 @@ class PDDMRun:
 
     def _controller(self, model: DynamicsModel) -> ModelPredictiveController:
         if self.mpc is None:
-            planner = self.planner_settings.build(model, self.task)
-            self.mpc = ModelPredictiveController(planner, self.task)
+            planner = self.planner_settings.build(model, self.planning_task)
+            self.mpc = ModelPredictiveController(planner, self.planning_task)
         else:
             self.mpc.set_model(model)
         return self.mpc
