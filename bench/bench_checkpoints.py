@@ -15,7 +15,8 @@ tracking error and PDDM's score with its ratio to the perfect-model bound (the l
 benchmark's perfect-model runs, when they exist). This separates what the data taught the
 model from how the run's own (data-collecting) planner acts on it. A task whose episodes
 have named goals (the cube: left, right, up, down by seed) also gets the figures per goal
-(``by_goal``): where it falls short.
+(``by_goal``): where it falls short. A run that planned with a learned drop hazard
+(``RunSpec.drop_hazard``) is judged with each checkpoint's stored hazard in the score.
 
 Resumable: results accumulate in ``--out`` (made with the same ``--episodes`` and
 ``--dtype``): an evaluated (checkpoint, variant) is not redone, and checkpoints evaluated
@@ -46,7 +47,8 @@ from mbrl_ros.results.metrics_log import read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
-from learning.pddm_run import RunSpec, planner_values, run_env_options, stored_spec
+from learning.drop_hazard import load_hazard, with_hazard_cost
+from learning.pddm_run import RunSpec, hazard_options, planner_values, run_env_options, stored_spec
 
 log = benchlib.Logger("bench_checkpoints")
 
@@ -134,6 +136,16 @@ def controller(env: HandEnv, path: Path, overrides: dict[str, Any], dtype: str,
     model, _ = load_model(path)
     model.set_inference_dtype(INFERENCE_DTYPES[dtype])
     return ModelPredictiveController(planner_settings(values).build(model, task), task), values
+
+
+def planning_task(run: Path, iteration: int, task: Task) -> Task | None:
+    """What the run's planner scored at ``iteration``: ``task`` with that iteration's stored
+    drop hazard for a run that planned with one (``RunSpec.drop_hazard``), else None."""
+    options = hazard_options(run)
+    if options is None:
+        return None
+    hazard = load_hazard(run / "models" / f"hazard_{iteration:04d}.pt", task)
+    return with_hazard_cost(task, hazard, float(options["weight"]))
 
 
 def by_goal(eps: list[dict[str, Any]], goals: list[str]) -> dict[str, dict[str, Any]]:
@@ -229,20 +241,22 @@ def main(argv: list[str] | None = None) -> int:
     env = HandEnv(task, **run_env_options(args.run))  # the states the models learned from
     bound = perfect_bound(args.perfect_runs, task)
     perfect = None if bound is None else bound["score"]
+    hazard = hazard_options(args.run)  # a run that planned with a drop hazard is judged so
     result: dict[str, Any] = {
         "benchmark": "checkpoints", "run": str(args.run), "episodes": args.episodes,
         "eval_seeds": [EVAL_SEED, EVAL_SEED + args.episodes - 1], "inference_dtype": args.dtype,
         "variants": {v: VARIANTS[v] for v in variants}, "perfect_score": perfect,
-        "task": task,
+        "task": task, "drop_hazard": hazard,
         "perfect_tracking_error": None if bound is None else bound["tracking_error"],
         "checkpoints": list(earlier)}  # rows of checkpoints not picked this time stay
     for iteration, path in picked:
         row = {"iteration": iteration, "transitions": transitions_before(args.run, iteration),
                "by_variant": {}}
+        planning = planning_task(args.run, iteration, env.task)
         for name in variants:
             res = done.get((iteration, name))
             if res is None:
-                res = evaluate(env, path, VARIANTS[name], args.dtype, args.episodes)
+                res = evaluate(env, path, VARIANTS[name], args.dtype, args.episodes, planning)
                 if perfect is not None and res["score"] < 0:
                     res["score_ratio_to_perfect"] = perfect / res["score"]
                 log(f"iteration {iteration} ({row['transitions']} transitions) {name}: drops "

@@ -739,5 +739,15 @@ def test_a_run_with_a_drop_hazard_fits_one_per_model_and_plans_with_it(tmp_path)
     assert sum("drop hazard" in line for line in lines) == 2  # loaded, not refitted
     stored = torch.load(tmp_path / "run" / "models" / "hazard_0002.pt")
     assert all(torch.equal(v, resumed.hazard.state_dict()[k]) for k, v in stored.items())
+    # bench_checkpoints judges each model with the hazard the run planned with
+    from bench_checkpoints import planning_task
+
+    judged = planning_task(tmp_path / "run", 2, run.task)
+    states = torch.randn(5, run.task.state_dim)
+    actions, goals = torch.zeros(5, run.task.action_dim), torch.zeros(5, run.task.goal_dim)
+    with torch.no_grad():
+        expected = run.task.reward(states, actions, goals)[0] - 5.0 * resumed.hazard(states)
+    assert torch.allclose(judged.reward(states, actions, goals)[0], expected, atol=1e-4)
+    assert planning_task(tmp_path / "plain", 2, run.task) is None
     with pytest.raises(ValueError, match="drop_hazard"):
         RunSpec(task="cube", drop_hazard={"horizon": 3})

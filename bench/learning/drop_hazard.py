@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +44,14 @@ class DropHazard(nn.Module):
 
     def forward(self, states: Tensor) -> Tensor:
         return torch.sigmoid(self.logits(states))
+
+
+def load_hazard(path: str | Path, task: Task) -> DropHazard:
+    """A hazard stored with ``torch.save(hazard.state_dict(), path)``."""
+    dim = task.state_dim
+    hazard = DropHazard(task, torch.zeros(dim), torch.ones(dim))
+    hazard.load_state_dict(torch.load(path))
+    return hazard.eval()
 
 
 def labelled_states(dataset: EpisodeDataset, ids: list[int], k: int) -> tuple[Tensor, Tensor]:

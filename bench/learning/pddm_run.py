@@ -58,13 +58,20 @@ from mbrl_ros.sim.gym_env import HandEnv
 from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
-from .drop_hazard import DropHazard, labelled_states, train_hazard, with_hazard_cost
+from .drop_hazard import (
+    DropHazard,
+    labelled_states,
+    load_hazard,
+    train_hazard,
+    with_hazard_cost,
+)
 from .stack_config import node_values
 from .true_model import SimulatorModel, mpc_policy
 
 Log = Callable[[str], None]
 MODELS = ("learned", "true", "hold")
 HAZARD_DEFAULTS = {"k": 3, "weight": 30.0, "epochs": 10}
+
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,12 @@ def run_env_options(run_dir: str | Path) -> dict[str, Any]:
     """The ``HandEnv`` options a stored run's states were made with (its ``spec.json``; none
     for a directory without one): evaluations of its models must see the same states."""
     return dict(stored_spec(run_dir).get("env_options", {}))
+
+
+def hazard_options(run_dir: str | Path) -> dict[str, Any] | None:
+    """A stored run's drop hazard settings (defaults filled in), None for a run without one."""
+    given = stored_spec(run_dir).get("drop_hazard") or {}
+    return {**HAZARD_DEFAULTS, **given} if given else None
 
 
 def stored_run_task(run_dir: str | Path) -> Task:
@@ -295,9 +308,7 @@ class PDDMRun:
         opts = {**HAZARD_DEFAULTS, **self.spec.drop_hazard}
         path = self.models_dir / f"hazard_{iteration:04d}.pt"
         if path.exists():
-            dim = self.task.state_dim
-            fitted = DropHazard(self.task, torch.zeros(dim), torch.ones(dim))
-            fitted.load_state_dict(torch.load(path))
+            fitted = load_hazard(path, self.task)
         else:
             start = time.monotonic()
             states, labels = labelled_states(self.dataset, self.dataset.episode_ids,
