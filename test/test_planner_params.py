@@ -16,6 +16,7 @@ from mbrl_ros.nodes.planner_params import (
     PARAMS,
     planner_params,
     planner_settings,
+    sampling_note,
 )
 
 pytestmark = pytest.mark.ros
@@ -80,3 +81,8 @@ def test_pets_trajectory_sampling_is_a_parameter_of_every_planner():
         assert (scorer.particles, scorer.sample_dynamics) == (4, True), planner
     refused = planner_settings({**values, "sample_dynamics": False}).problem()
     assert refused is not None and "sample_dynamics" in refused
+    # deterministic members have nothing to sample: the planner node warns (sampling_note)
+    plain = EnsembleDynamics(EnsembleConfig(task.state_dim, task.action_dim, 2, (8,)))
+    assert sampling_note(values, model) is None
+    assert "deterministic" in sampling_note(values, plain)
+    assert sampling_note({**values, "sample_dynamics": False, "particles": 1}, plain) is None

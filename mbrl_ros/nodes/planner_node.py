@@ -49,6 +49,7 @@ from mbrl_ros.nodes.planner_params import (
     PARAMS,
     exploration_config,
     planner_settings,
+    sampling_note,
 )
 from mbrl_ros.nodes.planner_schedules import GoalSchedules
 from mbrl_ros.nodes.planner_status import RecentMisses, health_report, status_values
@@ -205,6 +206,9 @@ class MpcPlannerNode(Node):
             self.get_logger().warning(f"model version {msg.version} is not newer than "
                                       f"{current}; using it anyway (a restarted trainer?)")
         model.set_inference_dtype(INFERENCE_DTYPES[self.params["inference_dtype"]])
+        note = sampling_note(self.params, model)
+        if note is not None:
+            self.get_logger().warning(f"model version {msg.version}: {note}")
         self.loop.set_model(model, int(msg.version))
         self.get_logger().info(f"model version {msg.version} accepted ({model.num_members} "
                                f"members, checksum {msg.checksum[:12]}); used from the next "

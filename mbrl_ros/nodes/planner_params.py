@@ -108,6 +108,17 @@ def planner_settings(values: dict[str, Any]) -> PlannerSettings:
     return PlannerSettings(name, options, values["device"])
 
 
+def sampling_note(values: dict[str, Any], model: Any) -> str | None:
+    """Why PETS sampling does nothing with ``model``, or None: ``sample_dynamics`` draws from
+    each member's Gaussian, and deterministic members have none (every particle then
+    repeats the member's mean), which the parameters alone cannot tell."""
+    if not values.get("sample_dynamics") or getattr(model, "probabilistic", True):
+        return None
+    return (f"sample_dynamics is true (particles {values.get('particles', 1)}) but the model's "
+            "members are deterministic: every particle repeats its member's mean; train "
+            "probabilistic members (trainer ensemble.probabilistic) for PETS sampling")
+
+
 def exploration_config(values: dict[str, Any]) -> ExplorationConfig:
     return ExplorationConfig(values["exploration.vel_min"], values["exploration.vel_max"],
                              values["exploration.hold_steps"],
