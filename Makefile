@@ -17,7 +17,7 @@ ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATIO
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
         bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-model-levers \
-        bench-plan-fidelity bench-drop-foresight bench-soak clean \
+        bench-plan-fidelity bench-drop-foresight bench-drop-hazard bench-soak clean \
         distclean
 
 help:
@@ -123,6 +123,11 @@ bench-plan-fidelity: $(STAMPS)/install
 ITERATION ?= 1
 bench-drop-foresight: $(STAMPS)/install
 	$(VPY) bench/bench_drop_foresight.py --run $(RUN) --iteration $(ITERATION)
+
+# Whether a classifier of the drops (fitted on the run's episodes before model N) keeps
+# the object when the planner pays for its hazard (weights 0 = the control, 30, 100).
+bench-drop-hazard: $(STAMPS)/install
+	$(VPY) bench/bench_drop_hazard.py --run $(RUN) --iteration $(ITERATION)
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800

@@ -77,3 +77,25 @@ def test_a_checkpoint_is_evaluated_on_draws_of_its_stochastic_policy(tmp_path):
     assert len(set(returns)) == 3  # three different episodes, not one played three times
     # a rerun (of fewer episodes) draws the same actions for the same episodes
     assert evaluations(2)["300"]["episode_returns"] == returns[:2]
+
+
+def test_each_stochastic_episode_draws_from_its_own_seed(tmp_path):
+    """episode_rows seeds torch per episode: two evaluations in one process, with other
+    draws between them, play the same episodes (without the seeding, the second would
+    continue the first's random stream)."""
+    out = tmp_path / "sac_baoding_s0"
+    _run(out)
+    sys.path.insert(0, str(SCRIPT.parents[1]))
+    import torch
+
+    from mbrl_ros.sim.gym_env import HandEnv
+
+    from learning.sac_baseline import SAC, STATE_NAME, episode_rows
+
+    state = json.loads((out / STATE_NAME).read_text())
+    model = SAC.load(out / state["progress"]["model"], device="cpu")
+    env = HandEnv("baoding")
+    first = [r["return"] for r in episode_rows(model, env, 2, deterministic=False)]
+    torch.rand(1000)
+    again = [r["return"] for r in episode_rows(model, env, 2, deterministic=False)]
+    assert again == first and first[0] != first[1]
