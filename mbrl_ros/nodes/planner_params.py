@@ -8,6 +8,7 @@ rest is read-only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -108,13 +109,14 @@ def planner_settings(values: dict[str, Any]) -> PlannerSettings:
     return PlannerSettings(name, options, values["device"])
 
 
-def sampling_note(values: dict[str, Any], model: Any) -> str | None:
+def sampling_note(values: Mapping[str, Any], model: Any) -> str | None:
     """Why PETS sampling does nothing with ``model``, or None: ``sample_dynamics`` draws from
     each member's Gaussian, and deterministic members have none (every particle then
-    repeats the member's mean), which the parameters alone cannot tell."""
-    if not values.get("sample_dynamics") or getattr(model, "probabilistic", True):
+    repeats the member's mean), which the parameters alone cannot tell. ``values``: the
+    planner's parameters (a dict or the node's parameter set)."""
+    if not values["sample_dynamics"] or getattr(model, "probabilistic", True):
         return None
-    return (f"sample_dynamics is true (particles {values.get('particles', 1)}) but the model's "
+    return (f"sample_dynamics is true (particles {values['particles']}) but the model's "
             "members are deterministic: every particle repeats its member's mean; train "
             "probabilistic members (trainer ensemble.probabilistic) for PETS sampling")
 
