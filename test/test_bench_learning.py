@@ -749,5 +749,18 @@ def test_a_run_with_a_drop_hazard_fits_one_per_model_and_plans_with_it(tmp_path)
         expected = run.task.reward(states, actions, goals)[0] - 5.0 * resumed.hazard(states)
     assert torch.allclose(judged.reward(states, actions, goals)[0], expected, atol=1e-4)
     assert planning_task(tmp_path / "plain", 2, run.task) is None
+    # bench_drop_hazard on that run: the control (weight 0) beside a hazard weight
+    from bench_drop_hazard import main as drop_hazard_main
+
+    out = tmp_path / "drop_hazard.json"
+    assert drop_hazard_main(["--run", str(tmp_path / "run"), "--iteration", "2", "--k", "2",
+                             "--epochs", "1", "--held-out", "1", "--weights", "0,5",
+                             "--episodes", "1", "--out", str(out)]) == 0
+    probe = json.loads(out.read_text())
+    assert list(probe["by_weight"]) == ["0.0", "5.0"] and probe["k"] == 2
+    from bench_checkpoints import transitions_before
+
+    assert probe["train_states"] == transitions_before(tmp_path / "run", 2) > 0
+    assert all(block["moderate"]["episodes"] == 1 for block in probe["by_weight"].values())
     with pytest.raises(ValueError, match="drop_hazard"):
         RunSpec(task="cube", drop_hazard={"horizon": 3})

@@ -73,7 +73,6 @@ MODELS = ("learned", "true", "hold")
 HAZARD_DEFAULTS = {"k": 3, "weight": 30.0, "epochs": 10}
 
 
-
 @dataclass(frozen=True)
 class RunSpec:
     """What one run is: task, planner, seed, model kind, budget, planner overrides, and the
