@@ -42,11 +42,18 @@ from learning.pddm_run import stored_run_task
 log = benchlib.Logger("bench_drop_foresight")
 
 
+def run_episodes(run: Path, first: int, stop: int, mpc_only: bool = False
+                 ) -> list[tuple[int, int]]:
+    """(episode id, seed) of the run's episodes of iterations ``first <= i < stop`` (only its
+    MPC episodes with ``mpc_only``)."""
+    return [(int(r["episode"]), int(r["seed"])) for r in read_metrics(run / "metrics.csv")
+            if first <= int(r["iteration"]) < stop and (r["policy"] == "mpc" or not mpc_only)]
+
+
 def held_out_episodes(run: Path, iteration: int, count: int) -> list[tuple[int, int]]:
     """(episode id, seed) of the MPC episodes of iterations ``iteration`` to
     ``iteration + count - 1``: collected after the model of ``iteration`` was trained."""
-    return [(int(r["episode"]), int(r["seed"])) for r in read_metrics(run / "metrics.csv")
-            if iteration <= int(r["iteration"]) < iteration + count and r["policy"] == "mpc"]
+    return run_episodes(run, iteration, iteration + count, mpc_only=True)
 
 
 def members_dropped(model: Any, task: Task, episode: TransitionBatch, goals: torch.Tensor,

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 from bench_checkpoints import VARIANTS, evaluate, perfect_bound
+from bench_drop_foresight import held_out_episodes, run_episodes
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
-from mbrl_ros.results.metrics_log import read_metrics
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
@@ -43,12 +43,6 @@ from learning.drop_hazard import DropHazard, labelled_states, train_hazard, with
 from learning.pddm_run import run_env_options, stored_run_task
 
 log = benchlib.Logger("bench_drop_hazard")
-
-
-def episode_ids(run: Path, first: int, stop: int, mpc_only: bool = False) -> list[tuple[int, int]]:
-    """(episode id, seed) of the run's episodes of iterations ``first <= i < stop``."""
-    return [(int(r["episode"]), int(r["seed"])) for r in read_metrics(run / "metrics.csv")
-            if first <= int(r["iteration"]) < stop and (r["policy"] == "mpc" or not mpc_only)]
 
 
 def foresight(hazard: DropHazard, dataset: EpisodeDataset, episodes: list[tuple[int, int]],
@@ -94,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     task = stored_run_task(args.run)
     dataset = EpisodeDataset(args.run / "dataset")
     name_of = getattr(task, "goal_name", lambda seed: "all")
-    trained = [e for e, _ in episode_ids(args.run, 0, args.iteration)]
-    held = episode_ids(args.run, args.iteration, args.iteration + args.held_out, mpc_only=True)
+    trained = [e for e, _ in run_episodes(args.run, 0, args.iteration)]
+    held = held_out_episodes(args.run, args.iteration, args.held_out)
     states, labels = labelled_states(dataset, trained, args.k)
     log(f"hazard k={args.k}: {len(labels)} states of {len(trained)} episodes, "
         f"{int(labels.sum())} labelled")

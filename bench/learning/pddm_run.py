@@ -138,10 +138,14 @@ def run_env_options(run_dir: str | Path) -> dict[str, Any]:
     return dict(stored_spec(run_dir).get("env_options", {}))
 
 
+def hazard_settings(given: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``RunSpec.drop_hazard`` with the defaults filled in; None when it is empty (no hazard)."""
+    return {**HAZARD_DEFAULTS, **given} if given else None
+
+
 def hazard_options(run_dir: str | Path) -> dict[str, Any] | None:
     """A stored run's drop hazard settings (defaults filled in), None for a run without one."""
-    given = stored_spec(run_dir).get("drop_hazard") or {}
-    return {**HAZARD_DEFAULTS, **given} if given else None
+    return hazard_settings(stored_spec(run_dir).get("drop_hazard"))
 
 
 def stored_run_task(run_dir: str | Path) -> Task:
@@ -302,9 +306,9 @@ class PDDMRun:
     def _hazard_for(self, iteration: int) -> None:
         """With ``spec.drop_hazard``: the hazard of ``iteration`` (loaded if stored, else
         fitted on every episode so far and stored) in the planner's score."""
-        if not self.spec.drop_hazard or self.spec.model != "learned":
+        opts = hazard_settings(self.spec.drop_hazard)
+        if opts is None or self.spec.model != "learned":
             return
-        opts = {**HAZARD_DEFAULTS, **self.spec.drop_hazard}
         path = self.models_dir / f"hazard_{iteration:04d}.pt"
         if path.exists():
             fitted = load_hazard(path, self.task)
