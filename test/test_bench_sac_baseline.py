@@ -99,3 +99,19 @@ def test_each_stochastic_episode_draws_from_its_own_seed(tmp_path):
     torch.rand(1000)
     again = [r["return"] for r in episode_rows(model, env, 2, deterministic=False)]
     assert again == first and first[0] != first[1]
+
+
+def test_training_evaluations_draw_from_the_policy_unless_the_mean_is_asked(tmp_path):
+    """The default evaluation draws each episode's actions from the policy (Baoding's
+    episodes differ only by those draws); "mean" plays one episode however many are asked,
+    and a run keeps its choice on resume."""
+    sampled, mean = tmp_path / "sampled", tmp_path / "mean"
+    _run(sampled, "--eval-episodes", "3")
+    _run(mean, "--eval-episodes", "3", "--eval-policy", "mean")
+    assert all(r["return_std"] > 0 for r in _rows(sampled))
+    assert all(r["return_std"] == 0 for r in _rows(mean))
+    assert json.loads((sampled / "state.json").read_text())["config"]["eval_policy"] == "sampled"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(mean),
+                           "--eval-episodes", "3", "--transitions", "450"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode != 0 and "eval_policy" in proc.stderr

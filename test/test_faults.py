@@ -771,8 +771,14 @@ def test_7_every_executed_step_of_an_untouched_episode_is_stored(stack):
         assert stored[episode] == len(transitions[episode]), (
             episode, stored[episode], sorted(transitions[episode]), sorted(steps[episode]))
     with w.lock:
-        overloaded = {e for t, e, _, _ in w.states
-                      for start, end in stack.overloads if start <= t <= end}
+        spans: dict[int, list[float]] = {}
+        for t, e, _, _ in w.states:
+            span = spans.setdefault(e, [t, t])
+            span[0], span[1] = min(span[0], t), max(span[1], t)
+    # an episode that overlaps the overload at all (also one whose last state came just
+    # before it and whose next step the starved simulator never produced) is excused
+    overloaded = {e for e, (first_t, last_t) in spans.items()
+                  for start, end in stack.overloads if first_t <= end and last_t >= start - 1.0}
     # episodes this test saw start (after both subscriptions were live): one that began while
     # the stack was still coming up can stall on start-up load the test does not record
     assert cut & first <= touched | overloaded, "an episode was cut short without a fault"

@@ -9,9 +9,12 @@ How it is fair: SB3's SAC defaults (PDDM compared against SAC as published; MlpP
 256 x 256, Adam 3e-4, batch 256, one gradient step per transition, automatic entropy,
 replay 1e6), ``learning_starts`` 1000 random transitions (PDDM starts from random data too),
 one torch thread as the planner and trainer get. Every evaluation runs ``eval_episodes``
-deterministic episodes on the fixed seeds ``EVAL_SEED + i`` (the same for every seed and
-every evaluation), metrics by ``task.episode_metrics`` as the experiment manager computes
-them (score = mean per-step PDDM score until a drop).
+episodes on the fixed seeds ``EVAL_SEED + i`` (the same for every seed and every
+evaluation), metrics by ``task.episode_metrics`` as the experiment manager computes them
+(score = mean per-step PDDM score until a drop). ``eval_policy`` "sampled" (the default)
+draws the actions from the policy, seeded per episode; "mean" plays its mean action, which
+on Baoding (the same start and targets every episode) is one distinct episode however many
+are run.
 
 Resumable: each evaluation appends a CSV row, saves the model and the filled part of the
 replay buffer under the transition count, then points ``state.json`` at them (atomic). A
@@ -76,7 +79,8 @@ SAC_SETTINGS = {"policy": "MlpPolicy", "net_arch": [256, 256], "learning_rate": 
                 "train_freq": 1, "gradient_steps": 1, "ent_coef": "auto"}
 # Must match between a run and its resumption (the transition target may grow).
 SAME_ON_RESUME = ("task", "seed", "eval_every", "eval_episodes", "learning_starts", "sac",
-                  "env_options")
+                  "env_options", "eval_policy")
+EVAL_POLICIES = ("sampled", "mean")
 BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones",
                  "timeouts")
 
@@ -179,10 +183,12 @@ class EvalLog:
 # ----- the run ----------------------------------------------------------------------------
 def run_sac(task: str, seed: int, transitions: int, eval_every: int, eval_episodes: int,
             out_dir: Path, learning_starts: int = 1000, env_options: dict | None = None,
-            log: Callable[[str], None] | None = None) -> Path:
+            log: Callable[[str], None] | None = None, eval_policy: str = "sampled") -> Path:
     """Train SAC on ``HandEnv(task, **env_options)`` up to ``transitions`` environment steps,
-    evaluating at 0 and every ``eval_every``; resumes from ``out_dir`` if it holds a run.
-    Returns the CSV (``sac_eval.csv``)."""
+    evaluating at 0 and every ``eval_every`` (``eval_policy``: "sampled" or "mean" actions);
+    resumes from ``out_dir`` if it holds a run. Returns the CSV (``sac_eval.csv``)."""
+    if eval_policy not in EVAL_POLICIES:
+        raise ValueError(f"eval_policy must be one of {EVAL_POLICIES}, got {eval_policy!r}")
     for name, value in (("transitions", transitions), ("eval_every", eval_every),
                         ("eval_episodes", eval_episodes)):
         if int(value) != value or value < 1:
@@ -196,7 +202,8 @@ def run_sac(task: str, seed: int, transitions: int, eval_every: int, eval_episod
     env_options = dict(env_options or {})
     config = {"task": task, "seed": int(seed), "eval_every": int(eval_every),
               "eval_episodes": int(eval_episodes), "learning_starts": int(learning_starts),
-              "sac": SAC_SETTINGS, "env_options": env_options, "eval_seed": EVAL_SEED}
+              "sac": SAC_SETTINGS, "env_options": env_options, "eval_seed": EVAL_SEED,
+              "eval_policy": eval_policy}
     train_env = HandEnv(task, **env_options)
     eval_env = HandEnv(task, **env_options)
     csv_log = EvalLog(out_dir / CSV_NAME)
@@ -227,6 +234,7 @@ def run_sac(task: str, seed: int, transitions: int, eval_every: int, eval_episod
 def _resume(state_path: Path, config: dict, env: HandEnv, csv_log: EvalLog,
             log: Callable[[str], None]) -> tuple[SAC, dict]:
     saved = json.loads(state_path.read_text())
+    saved["config"].setdefault("eval_policy", "mean")  # runs from before the choice existed
     changed = [k for k in SAME_ON_RESUME if saved["config"].get(k) != config[k]]
     if changed:
         raise ValueError(f"{state_path.parent} holds a run with other settings ({changed}); "
@@ -249,7 +257,8 @@ def _evaluate_and_save(model: SAC, env: HandEnv, config: dict, progress: dict,
                        train_tps: float, out_dir: Path, csv_log: EvalLog, target: int,
                        log: Callable[[str], None]) -> None:
     start = time.perf_counter()
-    metrics = evaluate(model, env, config["eval_episodes"])
+    metrics = evaluate(model, env, config["eval_episodes"],
+                       deterministic=config["eval_policy"] == "mean")
     took = time.perf_counter() - start
     done = int(model.num_timesteps)
     progress["eval_s"] += took
@@ -277,7 +286,7 @@ def _evaluate_and_save(model: SAC, env: HandEnv, config: dict, progress: dict,
 def evaluate_checkpoint(out_dir: Path, episodes: int, log: Callable[[str], None] | None = None
                         ) -> Path:
     """The run's newest checkpoint on ``episodes`` episodes drawn from its stochastic policy
-    (the training evaluations use the mean action: one distinct episode on Baoding) beside
+    (training evaluations with "mean" actions are one distinct episode on Baoding) beside
     the mean action's; written to ``sac_eval_stochastic.json`` keyed by its transitions."""
     log = log or benchlib.Logger("sac")
     cap_torch_threads(1)
@@ -315,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, help="default 5000 (--quick 150)")
     parser.add_argument("--eval-episodes", type=int, help="default 5 (--quick 1)")
     parser.add_argument("--learning-starts", type=int, help="default 1000 (--quick 100)")
+    parser.add_argument("--eval-policy", choices=EVAL_POLICIES, default="sampled",
+                        help="evaluation episodes draw actions from the policy (sampled, "
+                        "seeded per episode) or play its mean action")
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory (default runs/sac_<task>_s<seed>)")
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test)")
@@ -333,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, value)
     out = args.out or Path("runs") / f"sac_{args.task}_s{args.seed}"
     path = run_sac(args.task, args.seed, args.transitions, args.eval_every,
-                   args.eval_episodes, out, learning_starts=args.learning_starts)
+                   args.eval_episodes, out, learning_starts=args.learning_starts,
+                   eval_policy=args.eval_policy)
     print(f"results: {path}", flush=True)
     return 0
 
