@@ -115,3 +115,46 @@ def test_training_evaluations_draw_from_the_policy_unless_the_mean_is_asked(tmp_
                            "--eval-episodes", "3", "--transitions", "450"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode != 0 and "eval_policy" in proc.stderr
+
+
+def test_sac_summary_keeps_the_curve_in_the_results_and_finds_the_bar(tmp_path):
+    """sac_summary.py copies a run's CSV beside the results, judges each seed by the
+    perfect-model bound (first evaluation at >= 80% of its score with <= 20% drops) and
+    writes summary.<task>.sac, the curve and a picture from the copies alone."""
+    sys.path.insert(0, str(SCRIPT.parents[1]))
+    from learning import sac_summary
+
+    perfect = -0.015
+    rows = [{"transitions": t, "score": sc, "drop_rate": d, "success_rate": 1 - d,
+             "tracking_error": 0.01, "eval_episodes": 10, "train_tps": 80.0}
+            for t, sc, d in ((0, -0.12, 1.0), (25000, -0.0180, 0.3), (50000, -0.0185, 0.1),
+                             (75000, -0.0170, 0.2))]
+    block = sac_summary.seed_block(rows, perfect)
+    # 25000: ratio 0.83 but 30% drops; 50000: ratio 0.81, 10% drops -> the first to meet it
+    assert block["transitions_to_criterion"] == 50000
+    assert block["best"]["transitions"] == 75000 and block["transitions"] == 75000
+    assert sac_summary.seed_block(rows[:2], perfect)["transitions_to_criterion"] is None
+
+    out = tmp_path / "runs" / "sac_baoding_s3"
+    out.parent.mkdir()
+    _run(out, "--seed", "3")
+    learning = tmp_path / "results" / "learning.json"
+    learning.parent.mkdir()
+    learning.write_text(json.dumps({
+        "summary": {"baoding": {"perfect_model": {"score": perfect}, "learned_mppi_bar": {
+            "transitions_to_criterion": {"seed0": 84223}}}},
+        "tasks": {"baoding": {}}}))
+    store = tmp_path / "results" / "sac"
+    assert sac_summary.main(["--store", str(out), "--store-dir", str(store),
+                             "--learning-json", str(learning)]) == 0
+    assert (store / "baoding_seed3.csv").read_text() == (out / "sac_eval.csv").read_text()
+    result = json.loads(learning.read_text())
+    sac = result["summary"]["baoding"]["sac"]
+    assert sac["seeds"] == 1 and sac["transitions"] == 300
+    assert sac["transitions_to_criterion"] == {"seed3": None}
+    assert sac["learned_mppi_transitions_to_criterion"] == {"seed0": 84223}
+    assert result["tasks"]["baoding"]["sac"]["transitions"] == [0.0, 150.0, 300.0]
+    assert (learning.parent / "sac_baoding.png").stat().st_size > 10_000
+    # the copies alone rebuild it
+    (out / "sac_eval.csv").unlink()
+    assert sac_summary.main(["--store-dir", str(store), "--learning-json", str(learning)]) == 0
