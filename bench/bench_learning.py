@@ -48,7 +48,7 @@ from mbrl_ros.results.metrics_log import read_metrics
 
 import benchlib
 from learning import curves
-from learning.checkpoint_summary import checkpoint_summary
+from learning.checkpoint_summary import checkpoint_summary, headline
 from learning.pddm_run import RunSpec
 from learning.pddm_run import run as run_pddm
 
@@ -501,6 +501,22 @@ def carry_over_summary(result: dict[str, Any], previous: dict[str, Any]) -> list
     return kept
 
 
+def restate_headline(result: dict[str, Any], results: Path) -> list[str]:
+    """Where a task has ``learned_mppi_bar``, ``summary.<task>.learned_mppi`` becomes the
+    loop judged as the bar is (``checkpoint_summary.headline``) and the collecting planner's
+    own curve moves to ``learned_mppi_collecting``. Returns the tasks restated."""
+    restated = []
+    for task, summary in result.get("summary", {}).items():
+        if task == "throughput" or not (block := headline(results, task, summary)):
+            continue
+        own = summary.get("learned_mppi")
+        if own and own.get("source") != block["source"]:
+            summary["learned_mppi_collecting"] = own
+        summary["learned_mppi"] = dict(block, measured=benchlib.now_iso())
+        restated.append(task)
+    return restated
+
+
 def bar_block(task_summary: dict[str, Any], names: list[str], variant: str
               ) -> dict[str, Any]:
     """``summary.<task>.learned_mppi_bar``: per seed, the fewest transitions at which a saved
@@ -569,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
                              "transitions at which a checkpoint met PDDM's bar")
     parser.add_argument("--bar-variant", default="moderate_wide_beta05",
                         help="the bench_checkpoints planner variant --bar-from judges by")
+    parser.add_argument("--headline-only", action="store_true",
+                        help="run nothing, read no runs: restate --out's "
+                             "summary.<task>.learned_mppi from its learned_mppi_bar and the "
+                             "recorded checkpoints_*.json")
     parser.add_argument("--keep-own", action="store_true",
                         help="with --collect-only and --compare: keep --out's own runs as "
                              "recorded (their folders may be another machine's or replaced) "
@@ -583,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = parts - {"learned", "true", "sac", "true_state"}
     if unknown or not tasks or not planners or not seeds:
         parser.error(f"bad --parts/--tasks/--planners/--seeds ({sorted(unknown)})")
+    if args.headline_only:
+        result = json.loads(args.out.read_text())
+        log(f"restated summary.<task>.learned_mppi of {restate_headline(result, args.out.parent)}")
+        benchlib.write_result(args.out, result)
+        return 0
     preset = BUDGETS[args.budget]
     if args.runs is None:
         args.runs = Path("runs/bench_learning") / args.budget
@@ -667,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
             if kept:
                 log(f"kept from the previous {args.out} (runs not on this machine): "
                     f"{', '.join(kept)}")
+        restate_headline(result, args.out.parent)
         benchlib.write_result(args.out, {"benchmark": "learning", **result})
         log(f"collected the existing runs into {args.out}")
         return 0

@@ -513,6 +513,46 @@ def test_bar_block_takes_each_seeds_first_crossing_over_the_named_runs():
     assert bar_block(summary, ["a"], "other")["all_seeds_by"] is None
 
 
+def test_the_headline_is_the_loop_judged_as_the_bar_and_the_collecting_curve_is_kept(tmp_path):
+    """--headline-only: summary.<task>.learned_mppi becomes, per seed, the first saved model
+    at the bar over the named runs (read from the recorded checkpoint files), the collecting
+    planner's own block moves to learned_mppi_collecting, and a second restatement keeps
+    both; a task without a bar block is left as it was."""
+    sys.path.insert(0, str(BENCH))
+    import bench_learning
+
+    from learning.checkpoint_summary import checkpoint_summary
+
+    _checkpoints_file(tmp_path / "checkpoints_a_seed0.json",
+                      "runs/bench_learning/a/baoding_mppi_learned_seed0", 16,
+                      [(40, 70_000, 0.3, 0.9), (41, 74_000, 0.125, 0.82), (42, 78_000, 0.0, 0.9)])
+    _checkpoints_file(tmp_path / "checkpoints_b_seed1.json",
+                      "runs/bench_learning/b/baoding_mppi_learned_seed1", 16,
+                      [(50, 90_000, 0.0, 0.86)])
+    collecting = {"seeds": 3, "transitions": 116_813.0, "transitions_to_criterion": None}
+    summary = {"learned_mppi": collecting}
+    for name in ("a", "b"):
+        summary[f"learned_mppi_{name}"] = {
+            "runs": f"runs/bench_learning/{name}",
+            "checkpoints": checkpoint_summary(tmp_path, name, "baoding")}
+    summary["learned_mppi_bar"] = bench_learning.bar_block(summary, ["a", "b"], "moderate")
+    out = tmp_path / "learning.json"
+    out.write_text(json.dumps({"summary": {"baoding": summary,
+                                           "cube": {"learned_mppi": collecting},
+                                           "throughput": {}}, "tasks": {}}))
+    for _ in range(2):
+        assert bench_learning.main(["--headline-only", "--out", str(out)]) == 0
+        result = json.loads(out.read_text())["summary"]
+        head = result["baoding"]["learned_mppi"]
+        assert head["transitions_to_criterion"] == head["transitions"] == 90_000
+        assert head["per_seed"]["seed0"]["iteration"] == 41  # 70,000 dropped 30%
+        assert head["per_seed"]["seed1"]["budget"] == "b"
+        assert head["drop_rate"] == pytest.approx(0.0625)
+        assert head["score_ratio_to_perfect"] == pytest.approx(0.84)
+        assert result["baoding"]["learned_mppi_collecting"] == collecting
+        assert result["cube"] == {"learned_mppi": collecting}
+
+
 def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():
     sys.path.insert(0, str(BENCH))
     import torch

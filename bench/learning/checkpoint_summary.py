@@ -82,3 +82,41 @@ def checkpoint_summary(results: Path, budget: str, task: str) -> dict[str, Any] 
                           "transitions_to_criterion": reached}
     return {"budget": budget, "bar": {"score_ratio_to_perfect": RATIO_BAR,
                                       "drop_rate": DROP_BAR}, "variants": variants}
+
+
+def headline(results: Path, task: str, task_summary: dict[str, Any]) -> dict[str, Any] | None:
+    """``summary.<task>.learned_mppi`` when ``learned_mppi_bar`` exists: the loop judged as
+    the bar is (its saved models with the bar's planner variant, not the collecting
+    planner's own episodes). Per seed, the first model at the bar (from the recorded
+    ``checkpoints_*.json``); the means over the seeds that reached it; ``transitions`` and
+    ``transitions_to_criterion``: by when every seed had (None while one has not)."""
+    bar = task_summary.get("learned_mppi_bar")
+    if not bar:
+        return None
+    variant = bar["variant"]
+    per_seed: dict[str, dict[str, Any] | None] = {s: None for s in bar["transitions_to_criterion"]}
+    for name, reached in bar["from"].items():
+        budget = Path(task_summary[f"learned_mppi_{name}"]["runs"]).name
+        runs = evaluations(results, budget, task)
+        for run, transitions in reached.items():
+            seed = run.rsplit("_", 1)[-1]
+            if transitions is None or transitions != bar["transitions_to_criterion"].get(seed):
+                continue
+            iteration, row = next((i, r) for i, r in sorted(runs[run].items())
+                                  if r["transitions"] == transitions)
+            res = row["by_variant"][variant]
+            per_seed[seed] = {"budget": budget, "iteration": iteration,
+                              "transitions": transitions, "episodes": res["episodes"],
+                              "score": res.get("score"), **{k: res.get(k) for k in FIELDS}}
+    at = [v for v in per_seed.values() if v is not None]
+
+    def mean(key: str) -> float | None:
+        values = [v[key] for v in at if v[key] is not None]
+        return float(np.mean(values)) if values else None
+
+    return {"source": "learned_mppi_bar", "judged_with": variant, "seeds": len(per_seed),
+            "seeds_reached": len(at), "transitions": bar["all_seeds_by"],
+            "drop_rate": mean("drop_rate"), "success_rate": mean("success_rate"),
+            "score": mean("score"), "score_ratio_to_perfect": mean("score_ratio_to_perfect"),
+            "tracking_error": mean("tracking_error"),
+            "transitions_to_criterion": bar["all_seeds_by"], "per_seed": per_seed}

@@ -19,7 +19,7 @@ from mbrl_ros.core.planners.base import tunables
 from mbrl_ros.core.planning.exploration import INITIAL_ACTIONS, ExplorationConfig
 from mbrl_ros.core.planning.loop_io import POLICIES, PlannerSettings
 from mbrl_ros.core.robot.spec import load_robot
-from mbrl_ros.nodes.parameters import Param
+from mbrl_ros.nodes.parameters import Param, ParameterSet
 from mbrl_ros.nodes.task_params import TASK_PARAMS, check_task_params
 
 #: ``inference_dtype`` values -> torch dtypes (EnsembleDynamics.set_inference_dtype).
@@ -109,7 +109,7 @@ def planner_settings(values: dict[str, Any]) -> PlannerSettings:
     return PlannerSettings(name, options, values["device"])
 
 
-def sampling_note(values: Mapping[str, Any], model: Any) -> str | None:
+def sampling_note(values: Mapping[str, Any] | ParameterSet, model: Any) -> str | None:
     """Why PETS sampling does nothing with ``model``, or None: ``sample_dynamics`` draws from
     each member's Gaussian, and deterministic members have none (every particle then
     repeats the member's mean), which the parameters alone cannot tell. ``values``: the
