@@ -126,13 +126,12 @@ def plot(task: str, runs: Mapping[int, Sequence[Mapping[str, float]]], perfect: 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for seed, rows in sorted(runs.items()):
-        x = [max(r["transitions"], 1.0) for r in rows]
-        q = [ratio(r["score"], perfect) or 0.0 for r in rows]
-        axes[0].plot(x, q, "-", color="C3", alpha=0.5 + 0.2 * (seed % 3),
-                     label=f"SAC seed {seed}")
-        axes[1].plot(x, [r["drop_rate"] for r in rows], "-", color="C3",
-                     alpha=0.5 + 0.2 * (seed % 3))
+    for i, (seed, rows) in enumerate(sorted(runs.items())):
+        shown = [r for r in rows if r["transitions"] > 0]  # log x: the untrained policy left out
+        x = [r["transitions"] for r in shown]
+        q = [ratio(r["score"], perfect) or 0.0 for r in shown]
+        axes[0].plot(x, q, "-o", ms=2, color=f"C{3 + i}", label=f"SAC seed {seed}")
+        axes[1].plot(x, [r["drop_rate"] for r in shown], "-o", ms=2, color=f"C{3 + i}")
     for i, (name, points) in enumerate(sorted(learned.items())):
         x, q, d = zip(*points, strict=True) if points else ((), (), ())
         axes[0].plot(x, q, ".", ms=4, color=f"C{i}", label=f"learned MPPI, {name}")
@@ -141,6 +140,7 @@ def plot(task: str, runs: Mapping[int, Sequence[Mapping[str, float]]], perfect: 
     axes[1].axhline(BAR_DROP, color="0.3", ls="--", lw=1, label="bar: 20% drops")
     for ax, label in zip(axes, ("score / perfect model's score", "drop rate"), strict=True):
         ax.set_xscale("log")
+        ax.set_xlim(left=1e4)
         ax.set_xlabel("real transitions collected")
         ax.set_ylabel(label)
         ax.set_ylim(-0.02, 1.05)
