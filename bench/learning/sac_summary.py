@@ -134,7 +134,8 @@ def plot(task: str, runs: Mapping[int, Sequence[Mapping[str, float]]], perfect: 
         axes[1].plot(x, [r["drop_rate"] for r in shown], "-o", ms=2, color=f"C{3 + i}")
     for i, (name, points) in enumerate(sorted(learned.items())):
         x, q, d = zip(*points, strict=True) if points else ((), (), ())
-        axes[0].plot(x, q, ".", ms=4, color=f"C{i}", label=f"learned MPPI, {name}")
+        label = f"learned MPPI, {name.removeprefix('beta05_pddm_')}"
+        axes[0].plot(x, q, ".", ms=4, color=f"C{i}", label=label)
         axes[1].plot(x, d, ".", ms=4, color=f"C{i}")
     axes[0].axhline(BAR_RATIO, color="0.3", ls="--", lw=1, label="bar: 80% of perfect model")
     axes[1].axhline(BAR_DROP, color="0.3", ls="--", lw=1, label="bar: 20% drops")
@@ -145,7 +146,7 @@ def plot(task: str, runs: Mapping[int, Sequence[Mapping[str, float]]], perfect: 
         ax.set_ylabel(label)
         ax.set_ylim(-0.02, 1.05)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="upper left")
+    axes[0].legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 0.27))
     fig.suptitle(f"{task}: SAC beside learned MPPI (each SAC point: one evaluation of its "
                  f"sampled policy)")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
