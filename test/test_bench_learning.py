@@ -535,7 +535,9 @@ def test_the_headline_is_the_loop_judged_as_the_bar_and_the_collecting_curve_is_
         summary[f"learned_mppi_{name}"] = {
             "runs": f"runs/bench_learning/{name}",
             "checkpoints": checkpoint_summary(tmp_path, name, "baoding")}
-    summary["learned_mppi_bar"] = bench_learning.bar_block(summary, ["a", "b"], "moderate")
+    # a name without a recorded block, as --bar-from allows, is passed over
+    summary["learned_mppi_bar"] = bench_learning.bar_block(summary, ["a", "b", "absent"],
+                                                           "moderate")
     out = tmp_path / "learning.json"
     out.write_text(json.dumps({"summary": {"baoding": summary,
                                            "cube": {"learned_mppi": collecting},

@@ -96,14 +96,20 @@ def headline(results: Path, task: str, task_summary: dict[str, Any]) -> dict[str
     variant = bar["variant"]
     per_seed: dict[str, dict[str, Any] | None] = {s: None for s in bar["transitions_to_criterion"]}
     for name, reached in bar["from"].items():
-        budget = Path(task_summary[f"learned_mppi_{name}"]["runs"]).name
+        folder = (task_summary.get(f"learned_mppi_{name}") or {}).get("runs")
+        if not reached or folder is None:
+            continue
+        budget = Path(folder).name
         runs = evaluations(results, budget, task)
         for run, transitions in reached.items():
             seed = run.rsplit("_", 1)[-1]
             if transitions is None or transitions != bar["transitions_to_criterion"].get(seed):
                 continue
-            iteration, row = next((i, r) for i, r in sorted(runs[run].items())
-                                  if r["transitions"] == transitions)
+            found = [(i, r) for i, r in sorted(runs.get(run, {}).items())
+                     if r["transitions"] == transitions and variant in r["by_variant"]]
+            if not found:  # its checkpoints file is not among the results
+                continue
+            iteration, row = found[0]
             res = row["by_variant"][variant]
             per_seed[seed] = {"budget": budget, "iteration": iteration,
                               "transitions": transitions, "episodes": res["episodes"],
