@@ -509,10 +509,11 @@ def restate_headline(result: dict[str, Any], results: Path) -> list[str]:
     for task, summary in result.get("summary", {}).items():
         if task == "throughput" or not (block := headline(results, task, summary)):
             continue
-        own = summary.get("learned_mppi")
+        own = summary.get("learned_mppi") or {}
         if own and own.get("source") != block["source"]:
             summary["learned_mppi_collecting"] = own
-        summary["learned_mppi"] = dict(block, measured=benchlib.now_iso())
+        if {k: v for k, v in own.items() if k != "measured"} != block:  # else as recorded
+            summary["learned_mppi"] = dict(block, measured=benchlib.now_iso())
         restated.append(task)
     return restated
 
@@ -605,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"bad --parts/--tasks/--planners/--seeds ({sorted(unknown)})")
     if args.headline_only:
         result = json.loads(args.out.read_text())
-        log(f"restated summary.<task>.learned_mppi of {restate_headline(result, args.out.parent)}")
+        log(f"restated summary.<task>.learned_mppi of {restate_headline(result, benchlib.RESULTS)}")
         benchlib.write_result(args.out, result)
         return 0
     preset = BUDGETS[args.budget]
@@ -692,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
             if kept:
                 log(f"kept from the previous {args.out} (runs not on this machine): "
                     f"{', '.join(kept)}")
-        restate_headline(result, args.out.parent)
+        restate_headline(result, benchlib.RESULTS)  # where bench_checkpoints writes
         benchlib.write_result(args.out, {"benchmark": "learning", **result})
         log(f"collected the existing runs into {args.out}")
         return 0

@@ -513,7 +513,8 @@ def test_bar_block_takes_each_seeds_first_crossing_over_the_named_runs():
     assert bar_block(summary, ["a"], "other")["all_seeds_by"] is None
 
 
-def test_the_headline_is_the_loop_judged_as_the_bar_and_the_collecting_curve_is_kept(tmp_path):
+def test_the_headline_is_the_loop_judged_as_the_bar_and_the_collecting_curve_is_kept(
+        tmp_path, monkeypatch):
     """--headline-only: summary.<task>.learned_mppi becomes, per seed, the first saved model
     at the bar over the named runs (read from the recorded checkpoint files), the collecting
     planner's own block moves to learned_mppi_collecting, and a second restatement keeps
@@ -521,6 +522,7 @@ def test_the_headline_is_the_loop_judged_as_the_bar_and_the_collecting_curve_is_
     sys.path.insert(0, str(BENCH))
     import bench_learning
 
+    import benchlib
     from learning.checkpoint_summary import checkpoint_summary
 
     _checkpoints_file(tmp_path / "checkpoints_a_seed0.json",
@@ -542,10 +544,13 @@ def test_the_headline_is_the_loop_judged_as_the_bar_and_the_collecting_curve_is_
     out.write_text(json.dumps({"summary": {"baoding": summary,
                                            "cube": {"learned_mppi": collecting},
                                            "throughput": {}}, "tasks": {}}))
+    monkeypatch.setattr(benchlib, "RESULTS", tmp_path)  # where the checkpoint files are
+    measured = []
     for _ in range(2):
         assert bench_learning.main(["--headline-only", "--out", str(out)]) == 0
         result = json.loads(out.read_text())["summary"]
         head = result["baoding"]["learned_mppi"]
+        measured.append(head["measured"])
         assert head["transitions_to_criterion"] == head["transitions"] == 90_000
         assert head["per_seed"]["seed0"]["iteration"] == 41  # 70,000 dropped 30%
         assert head["per_seed"]["seed1"]["budget"] == "b"
@@ -553,6 +558,7 @@ def test_the_headline_is_the_loop_judged_as_the_bar_and_the_collecting_curve_is_
         assert head["score_ratio_to_perfect"] == pytest.approx(0.84)
         assert result["baoding"]["learned_mppi_collecting"] == collecting
         assert result["cube"] == {"learned_mppi": collecting}
+    assert measured[0] == measured[1]  # restated unchanged: left as recorded
 
 
 def test_plan_ranking_scores_a_perfect_a_reversed_and_a_blind_model():
