@@ -30,11 +30,9 @@ if str(_BENCH) not in sys.path:  # run as a script: make ``import benchlib`` wor
 
 import benchlib  # noqa: E402
 from learning import curves  # noqa: E402
+from learning.checkpoint_summary import DROP_BAR, RATIO_BAR, meets_bar  # noqa: E402
 from learning.sac_baseline import CSV_NAME, STATE_NAME, EvalLog  # noqa: E402
 
-#: PDDM's bar for a learned policy: this share of the perfect model's score, at most this
-#: drop rate.
-BAR_RATIO, BAR_DROP = 0.8, 0.2
 STORE = benchlib.RESULTS / "sac"
 
 
@@ -67,7 +65,7 @@ def seed_block(rows: Sequence[Mapping[str, float]], perfect: float) -> dict[str,
     """One seed: where it got to, its best evaluation and the first that met the bar."""
     ratios = [ratio(r["score"], perfect) for r in rows]
     met = [r["transitions"] for r, q in zip(rows, ratios, strict=True)
-           if q is not None and q >= BAR_RATIO and r["drop_rate"] <= BAR_DROP]
+           if meets_bar({"score_ratio_to_perfect": q, "drop_rate": r["drop_rate"]})]
     best = max(range(len(rows)), key=lambda i: ratios[i] or 0.0)
     last = rows[-1]
     return {"transitions": int(last["transitions"]), "evaluations": len(rows),
@@ -105,8 +103,8 @@ def sac_summary(runs: Mapping[int, Sequence[Mapping[str, float]]], perfect: floa
             "data_ratio_to_learned_mppi": (max(reached) / max(learned)
                                            if learned and reached and None not in reached
                                            else None),
-            "per_seed": per_seed, "bar": {"score_ratio_to_perfect": BAR_RATIO,
-                                          "drop_rate": BAR_DROP}}
+            "per_seed": per_seed, "bar": {"score_ratio_to_perfect": RATIO_BAR,
+                                          "drop_rate": DROP_BAR}}
 
 
 def learned_points(path: Path, variant: str) -> list[tuple[float, float, float]]:
@@ -137,8 +135,8 @@ def plot(task: str, runs: Mapping[int, Sequence[Mapping[str, float]]], perfect: 
         label = f"learned MPPI, {name.removeprefix('beta05_pddm_')}"
         axes[0].plot(x, q, ".", ms=4, color=f"C{i}", label=label)
         axes[1].plot(x, d, ".", ms=4, color=f"C{i}")
-    axes[0].axhline(BAR_RATIO, color="0.3", ls="--", lw=1, label="bar: 80% of perfect model")
-    axes[1].axhline(BAR_DROP, color="0.3", ls="--", lw=1, label="bar: 20% drops")
+    axes[0].axhline(RATIO_BAR, color="0.3", ls="--", lw=1, label="bar: 80% of perfect model")
+    axes[1].axhline(DROP_BAR, color="0.3", ls="--", lw=1, label="bar: 20% drops")
     for ax, label in zip(axes, ("score / perfect model's score", "drop rate"), strict=True):
         ax.set_xscale("log")
         ax.set_xlim(left=1e4)
@@ -155,9 +153,11 @@ def plot(task: str, runs: Mapping[int, Sequence[Mapping[str, float]]], perfect: 
 
 
 def update_learning_json(path: Path, task: str, runs: Mapping[int, Sequence[Mapping]],
-                         picture: Path, store_dir: Path = STORE) -> dict[str, Any]:
+                         picture: Path, store_dir: Path = STORE
+                         ) -> tuple[dict[str, Any], float]:
     """Write the SAC blocks of ``task`` into ``learning.json`` (judged by its perfect-model
-    bound and compared with its learned loop's ``learned_mppi_bar``)."""
+    bound and compared with its learned loop's ``learned_mppi_bar``); returns the
+    ``summary.<task>.sac`` block and the perfect model's score it was judged by."""
     result = json.loads(path.read_text())
     summary = result["summary"][task]
     perfect = summary["perfect_model"]["score"]
@@ -170,7 +170,7 @@ def update_learning_json(path: Path, task: str, runs: Mapping[int, Sequence[Mapp
     result["tasks"][task]["sac"] = curves.aggregate(
         [curves.sac_points(rows) for rows in runs.values()], "transitions")
     benchlib.write_result(path, result)
-    return block
+    return block, perfect
 
 
 def _shown(path: Path) -> str:
@@ -198,9 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not runs:
         parser.error(f"no stored SAC runs of {args.task} in {args.store_dir}")
     picture = args.learning_json.parent / f"sac_{args.task}.png"
-    block = update_learning_json(args.learning_json, args.task, runs, picture, args.store_dir)
-    perfect = json.loads(args.learning_json.read_text())["summary"][args.task][
-        "perfect_model"]["score"]
+    block, perfect = update_learning_json(args.learning_json, args.task, runs, picture,
+                                          args.store_dir)
     learned = {p.stem.removeprefix("checkpoints_"): learned_points(p, args.variant)
                for p in args.learned}
     plot(args.task, runs, perfect, learned, picture)
