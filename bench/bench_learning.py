@@ -323,14 +323,17 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
             extra_curves: dict[str, dict[str, Any]] | None = None,
             previous: dict[str, Any] | None = None,
             bounds: dict[str, dict[str, Any] | None] | None = None,
-            picture_prefix: str = "learning") -> dict[str, Any]:
+            picture_prefix: str = "learning", sac_store: Path | None = None) -> dict[str, Any]:
     """Aggregate whatever runs exist into the result dict and the pictures
     (``pictures_dir/<picture_prefix>_<task>.png``); ``extra_curves[task]`` adds other runs' learned
     curves to the picture (e.g. the same loop with PDDM's planner settings); ``previous``
     (an earlier result) fills in what has no runs here (``carry_over_task``); ``bounds[task]``
     is the perfect-model bound to judge a task by when ``runs`` has no perfect-model runs
-    (``previous_bounds``)."""
+    (``previous_bounds``); ``sac_store``: where a task without SAC runs here takes SAC's curve
+    from (the evaluation CSVs ``learning/sac_summary.py --store`` keeps in the repository)."""
     from learning.sac_baseline import CSV_NAME, EvalLog
+    from learning.sac_summary import curve as sac_curve
+    from learning.sac_summary import stored_curve
 
     result: dict[str, Any] = {"budget": preset_name, "budgets": {
         k: {"learned": vars(v.learned), "true_episodes": v.true_episodes,
@@ -355,12 +358,10 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
         path = runs / f"{task}_hold" / "metrics.csv"
         if path.exists() and (rows := read_metrics(path)):
             hold = curves.level(rows)
-        sac_curves = []
-        for seed in seeds:
-            rows = EvalLog(runs / f"{task}_sac_seed{seed}" / CSV_NAME).rows()
-            if rows:
-                sac_curves.append(curves.sac_points(rows))
-        sac = curves.aggregate(sac_curves, "transitions") if sac_curves else None
+        sac = sac_curve({seed: EvalLog(runs / f"{task}_sac_seed{seed}" / CSV_NAME).rows()
+                         for seed in seeds})
+        if sac is None and sac_store is not None:
+            sac = stored_curve(task, sac_store)
         entry = {"learned": learned, "learned_seeds": runs_done, "true_model": true_levels,
                  "hold": hold, "sac": sac}
         old = (previous or {}).get("tasks", {}).get(task, {})
@@ -590,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run nothing, read no runs: restate --out's "
                              "summary.<task>.learned_mppi from its learned_mppi_bar and the "
                              "recorded checkpoints_*.json")
+    parser.add_argument("--sac-store", type=Path, default=benchlib.RESULTS / "sac",
+                        help="with --collect-only: where a task without SAC runs takes SAC's "
+                             "curve from (the CSVs learning/sac_summary.py --store keeps)")
     parser.add_argument("--keep-own", action="store_true",
                         help="with --collect-only and --compare: keep --out's own runs as "
                              "recorded (their folders may be another machine's or replaced) "
@@ -661,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
             result = {k: v for k, v in previous.items() if k != "benchmark"}
         else:
             result = collect(args.runs, tasks, planners, seeds, args.budget, args.out.parent,
-                             extra, previous, bounds, picture_prefix=args.out.stem)
+                             extra, previous, bounds, picture_prefix=args.out.stem,
+                             sac_store=args.sac_store)
         for name, (folder, other) in others.items():
             for task in tasks:
                 summary = other["summary"][task]

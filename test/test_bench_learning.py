@@ -458,6 +458,24 @@ def test_a_result_of_its_own_is_judged_by_the_recorded_bound_and_has_its_own_pic
     assert not (tmp_path / "results" / "learning_baoding.png").exists()
 
 
+def test_a_task_without_sac_runs_takes_sacs_curve_from_the_stored_csvs(tmp_path):
+    """--collect-only with no SAC runs builds tasks.<task>.sac from the evaluation CSVs that
+    sac_summary.py keeps in the repository (one producer), and from nothing else."""
+    stored = BENCH / "results" / "sac" / "baoding_seed1.csv"
+    store = tmp_path / "sac"
+    store.mkdir()
+    (store / "baoding_seed7.csv").write_text(stored.read_text())
+    rows = stored.read_text().splitlines()[1:]
+    out = tmp_path / "results" / "learning_stored.json"
+    _collect("--runs", str(tmp_path / "absent"), "--out", str(out), "--sac-store", str(store))
+    sac = json.loads(out.read_text())["tasks"]["baoding"]["sac"]
+    assert sac["seeds"] == [1.0] * len(rows)
+    assert sac["transitions"] == [float(r.split(",")[0]) for r in rows]
+    _collect("--runs", str(tmp_path / "absent"), "--out", str(out),
+             "--sac-store", str(tmp_path / "empty"))
+    assert json.loads(out.read_text())["tasks"]["baoding"]["sac"] is None
+
+
 def test_keep_own_adds_a_compared_run_and_leaves_the_recorded_blocks_as_they_were(tmp_path):
     recorded = json.loads((BENCH / "results" / "learning.json").read_text())
     out = tmp_path / "learning.json"

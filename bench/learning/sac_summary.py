@@ -56,6 +56,17 @@ def stored_runs(task: str, store_dir: Path = STORE) -> dict[int, list[dict[str, 
     return runs
 
 
+def stored_curve(task: str, store_dir: Path = STORE) -> dict[str, Any] | None:
+    """``tasks.<task>.sac``: SAC's curve over every stored seed of ``task`` (None if none)."""
+    return curve(stored_runs(task, store_dir))
+
+
+def curve(runs: Mapping[int, Sequence[Mapping[str, float]]]) -> dict[str, Any] | None:
+    """The aggregate over seeds of SAC's evaluation rows (None without rows)."""
+    points = [curves.sac_points(rows) for rows in runs.values() if rows]
+    return curves.aggregate(points, "transitions") if points else None
+
+
 def ratio(score: float, perfect: float) -> float | None:
     """perfect / learned score (both negative): 1 = as good as the perfect model."""
     return perfect / score if score < 0 and perfect < 0 else None
@@ -167,8 +178,7 @@ def update_learning_json(path: Path, task: str, runs: Mapping[int, Sequence[Mapp
                  csv=[_shown(store_dir / f"{task}_seed{s}.csv") for s in sorted(runs)],
                  picture=_shown(picture))
     summary["sac"] = block
-    result["tasks"][task]["sac"] = curves.aggregate(
-        [curves.sac_points(rows) for rows in runs.values()], "transitions")
+    result["tasks"][task]["sac"] = curve(runs)
     benchlib.write_result(path, result)
     return block, perfect
 
