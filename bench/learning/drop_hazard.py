@@ -57,13 +57,13 @@ def load_hazard(path: str | Path, task: Task) -> DropHazard:
 def labelled_states(dataset: EpisodeDataset, ids: list[int], k: int) -> tuple[Tensor, Tensor]:
     """Every episode's reached states ``s_1 .. s_T`` and their labels: 1 where the episode
     ended in a drop at most ``k`` steps later (the dropped state itself included)."""
-    states, labels = [], []
-    for episode_id in ids:
-        ep = dataset.batch([episode_id])
-        to_end = torch.arange(len(ep) - 1, -1, -1)
-        states.append(ep.next_state)
-        labels.append((to_end <= k) & bool(ep.done[-1]))
-    return torch.cat(states).float(), torch.cat(labels).float()
+    batch = dataset.batch(ids)  # the episodes one after another, in ``ids`` order
+    _, counts = torch.unique_consecutive(batch.episode, return_counts=True)
+    ends = counts.cumsum(0)
+    position = torch.arange(len(batch.episode)) - torch.repeat_interleave(ends - counts, counts)
+    to_end = torch.repeat_interleave(counts, counts) - 1 - position
+    dropped = torch.repeat_interleave(batch.done[ends - 1], counts)
+    return batch.next_state.float(), ((to_end <= k) & dropped).float()
 
 
 def train_hazard(task: Task, states: Tensor, labels: Tensor, epochs: int, seed: int = 0,
