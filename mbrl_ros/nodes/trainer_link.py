@@ -40,6 +40,33 @@ class TooLittleData(CallFailed):
     """The trainer has too little data for a model yet: the loop keeps collecting."""
 
 
+class ResultProbe:
+    """A second ``get_result`` request for a training goal, asked at most every ``every_s``
+    while the trainer says it is not training: a trainer that restarted answers it at once
+    (unknown goal). A probe sent before a respawned trainer's result service was matched is
+    never answered; after ``expires_s`` it is cancelled so that the next one can go out."""
+
+    def __init__(self, now: float, every_s: float = 1.0,
+                 expires_s: float = CALL_ATTEMPT_S) -> None:
+        self.every_s, self.expires_s = every_s, expires_s
+        self.future: Any = None
+        self._next, self._expires = now + every_s, 0.0
+
+    def expire(self, now: float) -> None:
+        """Cancel and forget a probe unanswered past its expiry."""
+        if self.future is not None and not self.future.done() and now > self._expires:
+            self.future.cancel()
+            self.future = None
+
+    def due(self, now: float) -> bool:
+        """Time to ask again: none is out (or it was answered) and ``every_s`` passed."""
+        return now > self._next and (self.future is None or self.future.done())
+
+    def sent(self, future: Any, now: float) -> None:
+        """``future`` is the probe now out (None: the check found no reason to ask)."""
+        self.future, self._next, self._expires = future, now + self.every_s, now + self.expires_s
+
+
 class TrainerLink:
     """Clients and subscriptions of one trainer node (``name``, same namespace)."""
 
@@ -201,9 +228,9 @@ class TrainerLink:
         self.log.info(f"iteration {iteration}/{iterations}: training ({epochs or 'default'} "
                       "epochs)")
         result = goal.get_result_async()
-        probe, next_probe, probe_expires = None, time.monotonic() + 1.0, 0.0
+        probe = ResultProbe(time.monotonic())
         while True:
-            for answer in (result, probe):
+            for answer in (result, probe.future):
                 if answer is None or not answer.done():
                     continue
                 response = answer.result()
@@ -215,23 +242,19 @@ class TrainerLink:
                 self.log.warning("the trainer restarted during training (it does not know "
                                  "the goal): sending it again")
                 goal = self._send_goal(epochs, deadline)
-                result, probe = goal.get_result_async(), None
+                result, probe = goal.get_result_async(), ResultProbe(time.monotonic())
             now = time.monotonic()
             if now > deadline:
                 raise CallFailed("timed out waiting for the training result")
             if self.calls.stop.is_set():
                 raise CallFailed("stopped")
-            if probe is not None and not probe.done() and now > probe_expires:
-                # Sent before a respawned trainer's result service was matched: lost.
-                probe.cancel()
-                probe = None
-            if now > next_probe and (probe is None or probe.done()):
-                next_probe = now + 1.0
+            probe.expire(now)
+            if probe.due(now):
                 status = self.calls.try_status(self.status_client)
-                if (status is not None and status.state != "training"
-                        and self.train_client.server_is_ready()):
-                    probe = goal.get_result_async()  # the one it answers: done, or unknown
-                    probe_expires = time.monotonic() + CALL_ATTEMPT_S
+                ask = (status is not None and status.state != "training"
+                       and self.train_client.server_is_ready())
+                # the one it answers: done, or unknown
+                probe.sent(goal.get_result_async() if ask else None, time.monotonic())
             time.sleep(0.05)
 
     def _send_goal(self, epochs: int, deadline: float):
