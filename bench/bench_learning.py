@@ -333,7 +333,7 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
     from (the evaluation CSVs ``learning/sac_summary.py --store`` keeps in the repository)."""
     from learning.sac_baseline import CSV_NAME, EvalLog
     from learning.sac_summary import curve as sac_curve
-    from learning.sac_summary import stored_curve
+    from learning.sac_summary import stored_runs
 
     result: dict[str, Any] = {"budget": preset_name, "budgets": {
         k: {"learned": vars(v.learned), "true_episodes": v.true_episodes,
@@ -361,7 +361,7 @@ def collect(runs: Path, tasks: list[str], planners: list[str], seeds: list[int],
         sac = sac_curve({seed: EvalLog(runs / f"{task}_sac_seed{seed}" / CSV_NAME).rows()
                          for seed in seeds})
         if sac is None and sac_store is not None:
-            sac = stored_curve(task, sac_store)
+            sac = sac_curve(stored_runs(task, sac_store))
         entry = {"learned": learned, "learned_seeds": runs_done, "true_model": true_levels,
                  "hold": hold, "sac": sac}
         old = (previous or {}).get("tasks", {}).get(task, {})

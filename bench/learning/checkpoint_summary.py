@@ -25,13 +25,19 @@ def evaluations(results: Path, budget: str, task: str) -> dict[str, dict[int, di
     """{run name: {iteration: {transitions, by_variant}}} from every checkpoints file of
     ``budget``'s ``task`` runs; where two files evaluated one checkpoint and variant, the one
     with more episodes wins."""
-    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    return evaluations_by_budget(results, task).get(budget, {})
+
+
+def evaluations_by_budget(results: Path, task: str
+                          ) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """``evaluations`` of every budget of ``task`` at once, each checkpoints file read once."""
+    budgets: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
     for path in sorted(results.glob("checkpoints_*.json")):
         data = json.loads(path.read_text())
         run = Path(data.get("run", ""))
-        if run.parent.name != budget or not run.name.startswith(f"{task}_"):
+        if not run.name.startswith(f"{task}_"):
             continue
-        rows = runs.setdefault(run.name, {})
+        rows = budgets.setdefault(run.parent.name, {}).setdefault(run.name, {})
         for row in data.get("checkpoints", []):
             it = rows.setdefault(int(row["iteration"]),
                                  {"transitions": int(row["transitions"]), "by_variant": {}})
@@ -44,7 +50,7 @@ def evaluations(results: Path, budget: str, task: str) -> dict[str, dict[int, di
                 if old is None or res["episodes"] > old["episodes"]:
                     it["by_variant"][name] = dict(res, inference_dtype=dtype,
                                                   settings=data["variants"].get(variant, {}))
-    return runs
+    return budgets
 
 
 def meets_bar(res: dict[str, Any]) -> bool:
@@ -95,12 +101,13 @@ def headline(results: Path, task: str, task_summary: dict[str, Any]) -> dict[str
         return None
     variant = bar["variant"]
     per_seed: dict[str, dict[str, Any] | None] = {s: None for s in bar["transitions_to_criterion"]}
+    by_budget = evaluations_by_budget(results, task)
     for name, reached in bar["from"].items():
         folder = (task_summary.get(f"learned_mppi_{name}") or {}).get("runs")
         if not reached or folder is None:
             continue
         budget = Path(folder).name
-        runs = evaluations(results, budget, task)
+        runs = by_budget.get(budget, {})
         for run, transitions in reached.items():
             seed = run.rsplit("_", 1)[-1]
             if transitions is None or transitions != bar["transitions_to_criterion"].get(seed):

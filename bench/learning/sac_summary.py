@@ -56,11 +56,6 @@ def stored_runs(task: str, store_dir: Path = STORE) -> dict[int, list[dict[str, 
     return runs
 
 
-def stored_curve(task: str, store_dir: Path = STORE) -> dict[str, Any] | None:
-    """``tasks.<task>.sac``: SAC's curve over every stored seed of ``task`` (None if none)."""
-    return curve(stored_runs(task, store_dir))
-
-
 def curve(runs: Mapping[int, Sequence[Mapping[str, float]]]) -> dict[str, Any] | None:
     """The aggregate over seeds of SAC's evaluation rows (None without rows)."""
     points = [curves.sac_points(rows) for rows in runs.values() if rows]
