@@ -48,7 +48,13 @@ from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
 from learning.drop_hazard import load_hazard, with_hazard_cost
-from learning.pddm_run import RunSpec, hazard_options, planner_values, run_env_options, stored_spec
+from learning.pddm_run import (
+    RunSpec,
+    evaluation_env_options,
+    hazard_options,
+    planner_values,
+    stored_spec,
+)
 
 log = benchlib.Logger("bench_checkpoints")
 
@@ -238,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     earlier = [r for r in old.get("checkpoints", []) if r["iteration"] not in picked_iterations]
     torch.set_num_threads(1)
     task = run_task(args.run)
-    env = HandEnv(task, **run_env_options(args.run))  # the states the models learned from
+    # the states the models learned from, judged on the task's own goals
+    env = HandEnv(task, **evaluation_env_options(args.run))
     bound = perfect_bound(args.perfect_runs, task)
     perfect = None if bound is None else bound["score"]
     hazard = hazard_options(args.run)  # a run that planned with a drop hazard is judged so

@@ -234,6 +234,13 @@ BUDGETS["pddm_late_wide_200"] = replace(_LATE_WIDE, learned=Budget(40, 200, 40, 
 # fork a cube run into it to see whether the episodes it keeps teach the models the turn
 BUDGETS["pddm_late_wide_200_hazard"] = replace(BUDGETS["pddm_late_wide_200"],
                                                drop_hazard=(("k", 3), ("weight", 30.0)))
+# pddm_late_wide_200 collecting with PDDM's half turns (+-0.7 rad) beside its four goals
+# (cube.goal_set pddm_with_halves, 5 episodes per goal and iteration instead of 10): a
+# curriculum that puts part-turned cubes held in the hand into the data, where the loop's
+# "down" episodes roll past the goal and drop; its models are judged on PDDM's four goals
+BUDGETS["pddm_late_wide_200_halves"] = replace(
+    BUDGETS["pddm_late_wide_200"],
+    env_options=(("task_params", {"cube.goal_set": "pddm_with_halves"}),))
 
 
 def pddm_transition_budget(preset: BudgetPreset, length: int) -> int:

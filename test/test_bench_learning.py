@@ -300,6 +300,31 @@ def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
     assert [line for line in lines if "iteration 2 model on" in line], lines
 
 
+def test_a_run_collecting_with_another_goal_set_is_judged_on_the_tasks_own_goals(tmp_path):
+    """evaluation_env_options keeps a run's state options and its other task settings but
+    drops cube.goal_set, so checkpoints of a curriculum run meet PDDM's four goals."""
+    from mbrl_ros.sim.gym_env import HandEnv
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    from learning.pddm_run import evaluation_env_options
+
+    def stored(name, options):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.json").write_text(json.dumps(
+            {"task": "cube", "env_options": options}))
+        return evaluation_env_options(tmp_path / name)
+
+    halves = {"cube.goal_set": "pddm_with_halves"}
+    assert stored("halves", {"task_params": halves}) == {}
+    assert stored("both", {"tracker_reports_velocity": True,
+                           "task_params": {**halves, "cube.drop_height": -0.06}}) == {
+        "tracker_reports_velocity": True, "task_params": {"cube.drop_height": -0.06}}
+    assert stored("plain", {}) == {}
+    task = HandEnv("cube", **stored("judged", {"task_params": halves})).task
+    assert [task.goal_name(s) for s in range(5000, 5008)] == ["left", "right", "up", "down"] * 2
+
+
 def test_a_stored_runs_task_is_built_from_its_spec_as_its_env_built_it(tmp_path):
     """stored_run_task (benches reading a run's data without the scene): the spec's task,
     episode length and task parameters, the same task HandEnv made from that spec."""

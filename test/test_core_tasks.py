@@ -279,6 +279,35 @@ def test_cube_fixed_goal_and_bad_goals():
         CubeTask(success_from_step=-1)
 
 
+def test_cube_goal_set_with_halves_visits_pddms_eight_turns_in_turn():
+    """cube.goal_set pddm_with_halves: seeded episodes cycle through the four turns, then
+    PDDM's half turns (+-0.7 rad about the same axes); the default set stays PDDM's four,
+    and a half turn as the fixed goal needs the set that holds it."""
+    from mbrl_ros.core.tasks.from_values import stack_task
+
+    task = stack_task("cube", values={"cube.goal_set": "pddm_with_halves"})
+    names = [task.goal_name(seed) for seed in range(16)]
+    assert names[:8] == ["left", "right", "up", "down",
+                         "half_left", "half_right", "half_up", "half_down"]
+    assert names[8:] == names[:8]
+    assert task.episode_goals(7)[0].tolist() == pytest.approx([-0.7, 0.0, 0.0])
+    assert task.episode_goals(4)[0].tolist() == pytest.approx([0.0, 0.0, -0.7])
+    assert stack_task("cube").goal_names == ("left", "right", "up", "down")
+    fixed = stack_task("cube", values={"cube.goal_set": "pddm_with_halves",
+                                       "cube.goal": "half_up"})
+    assert fixed.episode_goals(0)[0].tolist() == pytest.approx([0.7, 0.0, 0.0])
+    with pytest.raises(ValueError, match="cube goal must be"):
+        stack_task("cube", values={"cube.goal": "half_up"})
+
+
+def test_stack_task_refuses_a_setting_no_task_declares():
+    """A misspelt or unprefixed setting is an error, not silently the default."""
+    from mbrl_ros.core.tasks.from_values import stack_task
+
+    with pytest.raises(ValueError, match=r"unknown task settings \['goal_set'\]"):
+        stack_task("cube", values={"goal_set": "pddm_with_halves"})
+
+
 def test_cube_success_is_mean_error_below_threshold_from_step_10():
     task = CubeTask()
     assert task.success_from_step == 10 and task.success_error == 0.2

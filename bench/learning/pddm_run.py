@@ -138,6 +138,16 @@ def run_env_options(run_dir: str | Path) -> dict[str, Any]:
     return dict(stored_spec(run_dir).get("env_options", {}))
 
 
+def evaluation_env_options(run_dir: str | Path) -> dict[str, Any]:
+    """``run_env_options`` for judging a stored run's models: the same states, but every
+    episode drawn from the task's own goals (a run that collected with another goal set,
+    e.g. ``cube.goal_set`` with half turns, is judged on PDDM's)."""
+    options = run_env_options(run_dir)
+    params = {k: v for k, v in options.get("task_params", {}).items() if k != "cube.goal_set"}
+    options.pop("task_params", None)
+    return {**options, "task_params": params} if params else options
+
+
 def hazard_settings(given: dict[str, Any] | None) -> dict[str, Any] | None:
     """``RunSpec.drop_hazard`` with the defaults filled in; None when it is empty (no hazard)."""
     return {**HAZARD_DEFAULTS, **given} if given else None

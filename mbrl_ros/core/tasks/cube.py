@@ -44,6 +44,22 @@ DEFAULT_CUBE_GOALS: dict[str, tuple[float, float, float]] = {
     "down": (-1.5, 0.0, 0.0),
 }
 
+#: PDDM's half turns (+-0.7 rad), among the goal options its cube environment lists: a
+#: goal set that adds them gives the loop's data cubes held part-turned (a curriculum).
+HALF_CUBE_GOALS: dict[str, tuple[float, float, float]] = {
+    "half_left": (0.0, 0.0, -0.7),
+    "half_right": (0.0, 0.0, 0.7),
+    "half_up": (0.7, 0.0, 0.0),
+    "half_down": (-0.7, 0.0, 0.0),
+}
+
+#: The goal sets ``cube.goal_set`` chooses from: PDDM's four turns (the default), or those
+#: and the half turns (the seeded episodes visit the eight in turn).
+CUBE_GOAL_SETS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "pddm": DEFAULT_CUBE_GOALS,
+    "pddm_with_halves": {**DEFAULT_CUBE_GOALS, **HALF_CUBE_GOALS},
+}
+
 #: ``goal`` value choosing the goal from the episode seed.
 SEEDED_GOAL = "seeded"
 
@@ -56,8 +72,14 @@ class CubeSettings:
 
     goal: str = setting(SEEDED_GOAL, "goal orientation held for the whole episode: left / "
                         "right (-/+1.5 rad about the cube's z), up / down (+/-1.5 rad about "
-                        "x), or seeded (episode seed s picks goal s mod 4 of left, right, up, "
-                        "down)", choices=(SEEDED_GOAL, *DEFAULT_CUBE_GOALS))
+                        "x), a half turn of goal_set pddm_with_halves, or seeded (episode seed s "
+                        "picks goal s mod n of the goal set's n, in order: left, right, up, "
+                        "down, then the half turns)",
+                        choices=(SEEDED_GOAL, *CUBE_GOAL_SETS["pddm_with_halves"]))
+    goal_set: str = setting("pddm", "the goals a seeded episode draws from: pddm (left, "
+                            "right, up, down) or pddm_with_halves (also PDDM's half turns, "
+                            "+-0.7 rad: half_left, half_right, half_up, half_down; a fixed "
+                            "goal must be in the set)", choices=tuple(CUBE_GOAL_SETS))
     drop_height: float = setting(-0.1, "a cube whose z offset from its start position (m, "
                                  "the state's cube_pos, as PDDM) is below this is dropped",
                                  -10.0, 10.0)
@@ -91,7 +113,8 @@ class CubeTask(Task):
                       robot: RobotSpec | None = None) -> CubeTask:
         del robot  # the cube's origin on the robot is the estimator's (robot.object_origins)
         extra = {} if episode_length is None else {"episode_length": int(episode_length)}
-        return cls(goal=str(settings.goal), drop_height=float(settings.drop_height),
+        return cls(goals=CUBE_GOAL_SETS[str(settings.goal_set)], goal=str(settings.goal),
+                   drop_height=float(settings.drop_height),
                    symmetry_copies=int(settings.symmetry_copies), **extra)
 
     def __init__(

@@ -70,6 +70,9 @@ def stack_task(task: str, episode_length: int | None = None,
     if task not in TASKS:
         raise ValueError(f"task must be one of {tuple(TASKS)}, got {task!r}")
     merged = task_defaults()
+    unknown = sorted(set(values or {}) - set(merged))
+    if unknown:
+        raise ValueError(f"unknown task settings {unknown}; known: {sorted(merged)}")
     merged.update(values or {})
     merged["task"] = task
     if episode_length is not None:
