@@ -298,6 +298,8 @@ def test_cube_goal_set_with_halves_visits_pddms_eight_turns_in_turn():
     assert fixed.episode_goals(0)[0].tolist() == pytest.approx([0.7, 0.0, 0.0])
     with pytest.raises(ValueError, match="cube goal must be"):
         stack_task("cube", values={"cube.goal": "half_up"})
+    with pytest.raises(ValueError, match="goal_set must be one of"):
+        stack_task("cube", values={"cube.goal_set": "quarters"})
 
 
 def test_stack_task_refuses_a_setting_no_task_declares():

@@ -113,6 +113,9 @@ class CubeTask(Task):
                       robot: RobotSpec | None = None) -> CubeTask:
         del robot  # the cube's origin on the robot is the estimator's (robot.object_origins)
         extra = {} if episode_length is None else {"episode_length": int(episode_length)}
+        if settings.goal_set not in CUBE_GOAL_SETS:
+            raise ValueError(f"cube goal_set must be one of {list(CUBE_GOAL_SETS)}, got "
+                             f"{settings.goal_set!r}")
         return cls(goals=CUBE_GOAL_SETS[str(settings.goal_set)], goal=str(settings.goal),
                    drop_height=float(settings.drop_height),
                    symmetry_copies=int(settings.symmetry_copies), **extra)
