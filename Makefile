@@ -17,7 +17,8 @@ ROS_ENV := AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) RMW_IMPLEMENTATIO
 
 .PHONY: help setup build demo test lint bench bench-planner bench-control bench-sim bench-model \
         bench-learning bench-closed-loop bench-warm-start bench-checkpoints bench-model-levers \
-        bench-plan-fidelity bench-drop-foresight bench-drop-hazard bench-soak clean \
+        bench-plan-fidelity bench-drop-foresight bench-drop-hazard bench-cube-turns bench-soak \
+        clean \
         distclean
 
 help:
@@ -36,6 +37,8 @@ help:
 	@echo "            planner's own candidates (the simulator scores a subset of them)"
 	@echo "make bench-drop-foresight RUN=... ITERATION=N  whether model N foresees the drops of"
 	@echo "            the episodes collected after it, k steps ahead, per goal"
+	@echo "make bench-cube-turns [MODEL=.../iteration_N.model]  each cube goal planned on the"
+	@echo "            simulator (and a learned model): the cube's height and error per step"
 	@echo "make bench-soak  the whole stack for DURATION seconds (default 1800): memory, threads,"
 	@echo "            transitions executed vs recorded (bench/results/soak.json; SOAK_MODE=realtime:"
 	@echo "            soak_realtime.json)"
@@ -128,6 +131,11 @@ bench-drop-foresight: $(STAMPS)/install
 # the object when the planner pays for its hazard (weights 0 = the control, 30, 100).
 bench-drop-hazard: $(STAMPS)/install
 	$(VPY) bench/bench_drop_hazard.py --run $(RUN) --iteration $(ITERATION)
+
+# Where each cube turn takes the cube (height, error per step), planned on the simulator
+# and, with MODEL=, on a learned checkpoint too.
+bench-cube-turns: $(STAMPS)/install
+	$(VPY) bench/bench_cube_turns.py $(if $(MODEL),--model $(MODEL))
 
 # Long, not part of `make bench`: the whole learning stack for DURATION seconds.
 DURATION ?= 1800

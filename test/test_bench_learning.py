@@ -855,3 +855,25 @@ def test_a_run_with_a_drop_hazard_fits_one_per_model_and_plans_with_it(tmp_path)
     assert all(block["moderate"]["episodes"] == 1 for block in probe["by_weight"].values())
     with pytest.raises(ValueError, match="drop_hazard"):
         RunSpec(task="cube", drop_hazard={"horizon": 3})
+
+
+@pytest.mark.timeout(300)
+def test_cube_turns_records_each_goals_height_and_error_per_step(tmp_path):
+    """bench_cube_turns on the simulator (a tiny planner, 3 steps): one episode per goal,
+    the cube's height and error for every state, starting at the goal's whole turn."""
+    out = tmp_path / "cube_turns.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_cube_turns.py"), "--goals",
+                           "down,half_up", "--episode-length", "3", "--num-samples", "8",
+                           "--jobs", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=280, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    down, half_up = result["episodes"]
+    assert (down["goal"], half_up["goal"]) == ("down", "half_up")
+    for ep, turn in ((down, 1.5), (half_up, 0.7)):
+        assert ep["planned_on"] == "simulator" and ep["steps"] == 3
+        assert len(ep["z"]) == len(ep["error"]) == 4
+        assert ep["error"][0] == pytest.approx(turn, abs=1e-3)  # the cube starts unturned
+        assert ep["z"][0] == pytest.approx(0.0, abs=2e-3)  # at its start position
+        assert ep["lowest_z"] == pytest.approx(min(ep["z"])) and not ep["dropped"]
+    assert out.with_suffix(".png").stat().st_size > 10_000
