@@ -45,22 +45,19 @@ import numpy as np
 import torch
 from bench_checkpoints import VARIANTS, controller, evaluate, perfect_bound, run_task
 from bench_closed_loop import episode, episode_means
-from bench_learning import PERFECT_MODEL_SAMPLES
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
 from mbrl_ros.core.experiment import Budget
 from mbrl_ros.core.models.evaluation import open_loop_predictions
 from mbrl_ros.core.models.retraining import retrain
 from mbrl_ros.core.models.serialization import load_model, save_model
-from mbrl_ros.core.planning.mpc import ModelPredictiveController
-from mbrl_ros.nodes.planner_params import planner_settings
 from mbrl_ros.sim.gym_env import HandEnv
 from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
 from learning.fork_run import fork
-from learning.pddm_run import PDDMRun, RunSpec, planner_values
-from learning.true_model import SimulatorModel, mpc_policy
+from learning.pddm_run import PDDMRun, RunSpec, perfect_controller
+from learning.true_model import mpc_policy
 
 log = benchlib.Logger("bench_catch_data")
 
@@ -89,10 +86,7 @@ def record_perfect_episodes(task_name: str, goal: str, count: int, out: Path,
     (resumable: episodes already there are kept)."""
     dataset = EpisodeDataset(out)
     env = HandEnv(task_name)
-    model = SimulatorModel(env.sim, threads)
-    values = planner_values(RunSpec(task=task_name, planner_overrides={
-        "num_samples": PERFECT_MODEL_SAMPLES[task_name]}))
-    mpc = ModelPredictiveController(planner_settings(values).build(model, env.task), env.task)
+    mpc, model = perfect_controller(env, threads)
     for seed in goal_seeds(env.task, goal, count)[len(dataset.episode_ids):]:
         obs, info = env.reset(seed=seed)
         goals = torch.as_tensor(info["goals"], dtype=torch.float32)

@@ -50,7 +50,7 @@ import benchlib
 from learning.drop_hazard import load_hazard, with_hazard_cost
 from learning.pddm_run import (
     RunSpec,
-    evaluation_env_options,
+    evaluation_env,
     hazard_options,
     planner_values,
     stored_spec,
@@ -244,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     earlier = [r for r in old.get("checkpoints", []) if r["iteration"] not in picked_iterations]
     torch.set_num_threads(1)
     task = run_task(args.run)
-    # the states the models learned from, judged on the task's own goals
-    env = HandEnv(task, **evaluation_env_options(args.run))
+    env = evaluation_env(args.run)  # the states the models learned from, the task's goals
     bound = perfect_bound(args.perfect_runs, task)
     perfect = None if bound is None else bound["score"]
     hazard = hazard_options(args.run)  # a run that planned with a drop hazard is judged so

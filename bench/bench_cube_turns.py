@@ -25,22 +25,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_catch_data import height_index
 from bench_checkpoints import controller
 
-from mbrl_ros.core.planning.mpc import ModelPredictiveController
-from mbrl_ros.core.tasks.cube import CUBE_GOAL_SETS
-from mbrl_ros.nodes.planner_params import planner_settings
+from mbrl_ros.core.tasks.cube import CUBE_GOAL_SETS, CubeSettings
 from mbrl_ros.sim.gym_env import HandEnv
 from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
-from learning.pddm_run import RunSpec, planner_values
-from learning.true_model import SimulatorModel, mpc_policy
+from learning.pddm_run import PERFECT_MODEL_SAMPLES, perfect_controller
+from learning.true_model import mpc_policy
 
 log = benchlib.Logger("bench_cube_turns")
 GOALS = tuple(CUBE_GOAL_SETS["pddm_with_halves"])
-PERFECT_SAMPLES = 200  # PDDM's own perfect-model check of the cube (its README)
-DROP_HEIGHT = -0.1
+PERFECT_SAMPLES = PERFECT_MODEL_SAMPLES["cube"]
+DROP_HEIGHT = CubeSettings().drop_height  # PDDM's, the line drawn in the picture
 
 
 def turn_episode(goal: str, model: str | None = None, episode_length: int | None = None,
@@ -53,11 +52,7 @@ def turn_episode(goal: str, model: str | None = None, episode_length: int | None
     env = HandEnv("cube", episode_length=episode_length, task_params=params)
     true_model = None
     if model is None:
-        true_model = SimulatorModel(env.sim, 1)
-        values = planner_values(RunSpec(task="cube", planner_overrides={
-            "num_samples": num_samples}))
-        mpc = ModelPredictiveController(planner_settings(values).build(true_model, env.task),
-                                        env.task)
+        mpc, true_model = perfect_controller(env, num_samples=num_samples)
     else:
         mpc, _ = controller(env, Path(model), {}, "bfloat16")
     obs, info = env.reset(seed=0)
@@ -67,13 +62,12 @@ def turn_episode(goal: str, model: str | None = None, episode_length: int | None
     if true_model is not None:
         true_model.close()
     states = torch.as_tensor(np.asarray(episode.states), dtype=torch.float32)
-    layout = env.task.layout
-    z = states[:, layout.start("cube_pos") + 2]
+    z = states[:, height_index(env.task)]
     error = env.task.step_error(states, goals[: states.shape[0]])
+    held_from = min(env.task.success_from_step, states.shape[0] - 1)
     return {"goal": goal, "planned_on": "simulator" if model is None else str(model),
             "steps": int(states.shape[0] - 1), "dropped": bool(z.min() < env.task.drop_height),
-            "lowest_z": float(z.min()), "mean_error_from_10": float(error[10:].mean())
-            if states.shape[0] > 10 else float(error[-1]),
+            "lowest_z": float(z.min()), "mean_error_from_10": float(error[held_from:].mean()),
             "z": z.tolist(), "error": error.tolist()}
 
 

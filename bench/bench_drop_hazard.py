@@ -36,11 +36,10 @@ from bench_checkpoints import VARIANTS, evaluate, perfect_bound
 from bench_drop_foresight import held_out_episodes, run_episodes
 
 from mbrl_ros.core.data.dataset import EpisodeDataset
-from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
 from learning.drop_hazard import DropHazard, labelled_states, train_hazard, with_hazard_cost
-from learning.pddm_run import run_env_options, stored_run_task
+from learning.pddm_run import evaluation_env, stored_run_task
 
 log = benchlib.Logger("bench_drop_hazard")
 
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             f" drops, false alarms {row['false_alarm']} on {row['kept']} kept")
     bound = perfect_bound(args.perfect_runs, task.name)
     perfect = None if bound is None else bound["score"]
-    env = HandEnv(task.name, **run_env_options(args.run))
+    env = evaluation_env(args.run)
     out = args.out or benchlib.RESULTS / f"drop_hazard_{args.run.name}_{args.iteration}.json"
     result: dict[str, Any] = {
         "benchmark": "drop_hazard", "run": str(args.run), "iteration": args.iteration,

@@ -49,7 +49,7 @@ from mbrl_ros.results.metrics_log import read_metrics
 import benchlib
 from learning import curves
 from learning.checkpoint_summary import checkpoint_summary, headline
-from learning.pddm_run import RunSpec
+from learning.pddm_run import PERFECT_MODEL_SAMPLES, RunSpec
 from learning.pddm_run import run as run_pddm
 
 log = benchlib.Logger("bench_learning")
@@ -277,12 +277,6 @@ def run_learned(task: str, planner: str, seed: int, preset: BudgetPreset, runs: 
                    late_trainer_overrides=dict(preset.late_trainer_overrides),
                    drop_hazard=dict(preset.drop_hazard))
     return run_pddm(spec, runs / spec.name, log)
-
-
-#: Samples per step of the perfect-model runs: PDDM's own perfect-model checks (its README:
-#: Baoding N 300, cube N 200; H, gamma, beta, sigma as in the task's config). At PDDM's
-#: learned-model N (700 / 1000) one simulated step costs 2-5x more and changes nothing.
-PERFECT_MODEL_SAMPLES = {"baoding": 300, "cube": 200}
 
 
 def run_true(task: str, planner: str, seed: int, preset: BudgetPreset, runs: Path,

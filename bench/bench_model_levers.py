@@ -34,10 +34,9 @@ from mbrl_ros.core.models.retraining import retrain
 from mbrl_ros.core.models.serialization import save_model
 from mbrl_ros.core.tasks import make_task
 from mbrl_ros.nodes.trainer_params import retrain_settings
-from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
-from learning.pddm_run import RunSpec, run_env_options, trainer_values
+from learning.pddm_run import RunSpec, evaluation_env, trainer_values
 
 DEFAULT_RUN = Path("runs/bench_learning/pddm_explore/baoding_mppi_learned_seed0")
 
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": variants, "inference_dtype": args.dtype, "perfect_score": perfect,
         "perfect_tracking_error": None if bound is None else bound["tracking_error"],
         "lever_changes": {n: LEVERS[n] for n in levers}, "levers": {}}
-    env = HandEnv(task_name, **run_env_options(args.run))  # the states the data have
+    env = evaluation_env(args.run)  # the states the data have
     for name in levers:
         log(f"{name}: training on {dataset.num_transitions} transitions ({LEVERS[name]})")
         facts = train_lever(args.run, name, dataset)

@@ -36,7 +36,7 @@ from mbrl_ros.core.planners.rollout import TrajectoryScorer
 from mbrl_ros.sim.gym_env import HandEnv
 
 import benchlib
-from learning.pddm_run import run_env_options
+from learning.pddm_run import evaluation_env
 from learning.true_model import SimulatorModel
 
 log = benchlib.Logger("bench_plan_fidelity")
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         # states they learned
         task = run_task(path.parent.parent)
         bound = perfect_bound(PERFECT_RUNS, task)
-        env = HandEnv(task, **run_env_options(path.parent.parent))
+        env = evaluation_env(path.parent.parent)
         result = evaluate(env, path, args.variant, args.episodes, args.every, args.subset,
                           args.dtype)
         if bound:

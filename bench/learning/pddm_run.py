@@ -70,6 +70,10 @@ from .true_model import SimulatorModel, mpc_policy
 
 Log = Callable[[str], None]
 MODELS = ("learned", "true", "hold")
+#: Samples per step of the perfect-model runs: PDDM's own perfect-model checks (its README:
+#: Baoding N 300, cube N 200; H, gamma, beta, sigma as in the task's config). At PDDM's
+#: learned-model N (700 / 1000) one simulated step costs 2-5x more and changes nothing.
+PERFECT_MODEL_SAMPLES = {"baoding": 300, "cube": 200}
 HAZARD_DEFAULTS = {"k": 3, "weight": 30.0, "epochs": 10}
 
 
@@ -143,9 +147,16 @@ def evaluation_env_options(run_dir: str | Path) -> dict[str, Any]:
     episode drawn from the task's own goals (a run that collected with another goal set,
     e.g. ``cube.goal_set`` with half turns, is judged on PDDM's)."""
     options = run_env_options(run_dir)
-    params = {k: v for k, v in options.get("task_params", {}).items() if k != "cube.goal_set"}
-    options.pop("task_params", None)
-    return {**options, "task_params": params} if params else options
+    params = {k: v for k, v in options.pop("task_params", {}).items() if k != "cube.goal_set"}
+    if params:
+        options["task_params"] = params
+    return options
+
+
+def evaluation_env(run_dir: str | Path) -> HandEnv:
+    """The environment a stored run's models are judged in: its task and states
+    (``evaluation_env_options``)."""
+    return HandEnv(stored_spec(run_dir)["task"], **evaluation_env_options(run_dir))
 
 
 def hazard_settings(given: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -183,6 +194,18 @@ def trainer_values(spec: RunSpec, late: bool = False) -> dict[str, Any]:
     if spec.episode_length is not None:
         overrides["episode_length"] = spec.episode_length
     return node_values("dynamics_trainer", TRAINER_PARAMS, ["trainer", spec.task], overrides)
+
+
+def perfect_controller(env: HandEnv, threads: int = 1, num_samples: int | None = None
+                       ) -> tuple[ModelPredictiveController, SimulatorModel]:
+    """MPC planning on ``env``'s own simulator (the perfect-model bound) with the stack's
+    planner for its task at PDDM's perfect-model N (``PERFECT_MODEL_SAMPLES``, or
+    ``num_samples``); the caller closes the returned model."""
+    model = SimulatorModel(env.sim, threads)
+    n = PERFECT_MODEL_SAMPLES.get(env.task.name, 300) if num_samples is None else num_samples
+    values = planner_values(RunSpec(task=env.task.name, planner_overrides={"num_samples": n}))
+    return ModelPredictiveController(planner_settings(values).build(model, env.task),
+                                     env.task), model
 
 
 def episode_seed(spec: RunSpec, episode: int) -> int:
