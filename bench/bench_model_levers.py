@@ -96,6 +96,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # each member on its own resample of the data (train.bootstrap): members that disagree
     # where the data are thin, e.g. the cube's rare fast rolls
     **_over_seeds("bootstrap", {"train.bootstrap": True}),
+    # three hidden layers of 500 instead of two, trained as the wide members: more capacity
+    # for the cube's contact-rich fall onto the fingers and its catch
+    **_over_seeds("deep_500x3_e80", {"ensemble.hidden": [500, 500, 500], "train.epochs": 80,
+                                     "train.precision": "bfloat16"}),
     # the cube: each transition 3 more times with the cube's axes relabelled by one of its
     # symmetry rotations ("task." changes are the task's, cube_symmetry)
     **_over_seeds("cube_symmetry_3", {"task.symmetry_copies": 3}),
