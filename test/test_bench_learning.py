@@ -302,8 +302,12 @@ def test_a_fork_under_other_states_replays_the_parents_episodes(tmp_path):
 
 def test_a_run_collecting_with_another_goal_set_is_judged_on_the_tasks_own_goals(tmp_path):
     """evaluation_env_options keeps a run's state options and its other task settings but
-    drops cube.goal_set, so checkpoints of a curriculum run meet PDDM's four goals."""
+    drops the collection-only ones (cube.goal_set, the only one the tasks declare so), so
+    checkpoints of a curriculum run meet PDDM's four goals."""
+    from mbrl_ros.core.tasks.from_values import collection_only_settings
     from mbrl_ros.sim.gym_env import HandEnv
+
+    assert collection_only_settings() == {"cube.goal_set"}
 
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))

@@ -47,7 +47,7 @@ from mbrl_ros.core.planners import DynamicsModel
 from mbrl_ros.core.planning.exploration import RandomVelocityExploration
 from mbrl_ros.core.planning.mpc import ModelPredictiveController
 from mbrl_ros.core.tasks.base import Task
-from mbrl_ros.core.tasks.from_values import stack_task
+from mbrl_ros.core.tasks.from_values import collection_only_settings, stack_task
 from mbrl_ros.nodes.planner_params import INFERENCE_DTYPES, exploration_config, planner_settings
 from mbrl_ros.nodes.planner_params import PARAMS as PLANNER_PARAMS
 from mbrl_ros.nodes.trainer_params import PARAMS as TRAINER_PARAMS
@@ -143,11 +143,14 @@ def run_env_options(run_dir: str | Path) -> dict[str, Any]:
 
 
 def evaluation_env_options(run_dir: str | Path) -> dict[str, Any]:
-    """``run_env_options`` for judging a stored run's models: the same states, but every
-    episode drawn from the task's own goals (a run that collected with another goal set,
-    e.g. ``cube.goal_set`` with half turns, is judged on PDDM's)."""
+    """``run_env_options`` for judging a stored run's models: the same states, but without
+    the task settings that shape only the collection (``collection_only_settings``): a run
+    that collected with another goal set, e.g. ``cube.goal_set`` with half turns, is judged
+    on PDDM's goals."""
     options = run_env_options(run_dir)
-    params = {k: v for k, v in options.pop("task_params", {}).items() if k != "cube.goal_set"}
+    collection_only = collection_only_settings()
+    params = {k: v for k, v in options.pop("task_params", {}).items()
+              if k not in collection_only}
     if params:
         options["task_params"] = params
     return options

@@ -53,12 +53,16 @@ class TrackedObject:
 
 
 def setting(default: Any, description: str, low: float | None = None,
-            high: float | None = None, choices: Sequence[str] | None = None) -> Any:
+            high: float | None = None, choices: Sequence[str] | None = None,
+            collection_only: bool = False) -> Any:
     """A field of a task's settings dataclass: one stack parameter ``<task>.<field>`` with
-    its PDDM default, the description ``ros2 param describe`` shows, and its range."""
+    its PDDM default, the description ``ros2 param describe`` shows, and its range.
+    ``collection_only``: it shapes how data are collected (e.g. extra goals as a
+    curriculum), not the task a run's models are judged on, so judging drops it."""
     limits = () if low is None else (low, high)
     meta = {"description": description, "limits": limits,
-            "choices": None if choices is None else tuple(choices)}
+            "choices": None if choices is None else tuple(choices),
+            "collection_only": collection_only}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -71,6 +75,7 @@ class SettingSpec:
     description: str
     limits: tuple[float, ...]
     choices: tuple[str, ...] | None
+    collection_only: bool = False
 
 
 def setting_specs(settings_type: type | None) -> list[SettingSpec]:
@@ -82,7 +87,8 @@ def setting_specs(settings_type: type | None) -> list[SettingSpec]:
         assert isinstance(f, Field)
         meta = f.metadata
         out.append(SettingSpec(f.name, f.default, meta.get("description", f.name),
-                               tuple(meta.get("limits", ())), meta.get("choices")))
+                               tuple(meta.get("limits", ())), meta.get("choices"),
+                               bool(meta.get("collection_only", False))))
     return out
 
 

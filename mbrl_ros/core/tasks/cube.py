@@ -79,7 +79,8 @@ class CubeSettings:
     goal_set: str = setting("pddm", "the goals a seeded episode draws from: pddm (left, "
                             "right, up, down) or pddm_with_halves (also PDDM's half turns, "
                             "+-0.7 rad: half_left, half_right, half_up, half_down; a fixed "
-                            "goal must be in the set)", choices=tuple(CUBE_GOAL_SETS))
+                            "goal must be in the set)", choices=tuple(CUBE_GOAL_SETS),
+                            collection_only=True)
     drop_height: float = setting(-0.1, "a cube whose z offset from its start position (m, "
                                  "the state's cube_pos, as PDDM) is below this is dropped",
                                  -10.0, 10.0)

@@ -34,6 +34,12 @@ def task_settings() -> dict[str, tuple[str, SettingSpec]]:
             for name, cls in TASKS.items() for spec in setting_specs(cls.settings_type)}
 
 
+def collection_only_settings() -> set[str]:
+    """The ``<task>.<field>`` settings that shape only how data are collected (a goal
+    curriculum): a run's models are judged without them, on the task's own goals."""
+    return {key for key, (_, spec) in task_settings().items() if spec.collection_only}
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
