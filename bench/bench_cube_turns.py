@@ -33,12 +33,12 @@ from mbrl_ros.sim.gym_env import HandEnv
 from mbrl_ros.sim.rollout import roll_out
 
 import benchlib
-from learning.pddm_run import PERFECT_MODEL_SAMPLES, perfect_controller
+from learning.pddm_run import perfect_controller, perfect_model_samples
 from learning.true_model import mpc_policy
 
 log = benchlib.Logger("bench_cube_turns")
 GOALS = tuple(CUBE_GOAL_SETS["pddm_with_halves"])
-PERFECT_SAMPLES = PERFECT_MODEL_SAMPLES["cube"]
+PERFECT_SAMPLES = perfect_model_samples("cube")
 DROP_HEIGHT = CubeSettings().drop_height  # PDDM's, the line drawn in the picture
 
 

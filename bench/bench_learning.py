@@ -49,7 +49,7 @@ from mbrl_ros.results.metrics_log import read_metrics
 import benchlib
 from learning import curves
 from learning.checkpoint_summary import checkpoint_summary, headline
-from learning.pddm_run import PERFECT_MODEL_SAMPLES, RunSpec
+from learning.pddm_run import RunSpec, perfect_model_samples
 from learning.pddm_run import run as run_pddm
 
 log = benchlib.Logger("bench_learning")
@@ -284,7 +284,7 @@ def run_true(task: str, planner: str, seed: int, preset: BudgetPreset, runs: Pat
     """A perfect-model run; ``sees="state"``: the simulator plans from only what a task
     state holds (``true_model.SimulatorModel``), into ``<task>_<planner>_true_state_seed<k>``."""
     budget = Budget(1, 1, preset.true_episodes, 0)  # only its MPC episodes run
-    overrides = {"num_samples": PERFECT_MODEL_SAMPLES.get(task, 300),
+    overrides = {"num_samples": perfect_model_samples(task),
                  **dict(preset.planner_overrides)}
     spec = RunSpec(task=task, planner=planner, seed=seed, model="true", budget=budget,
                    episode_length=preset.episode_length, true_model_threads=threads,

@@ -442,9 +442,9 @@ def test_1_trainer_killed_while_storing_keeps_every_stored_transition(stack):
     # starved the simulator, not the trainer's absence stopped the planner.
     with w.lock:
         stale = {(e, k) for _, e, k, late in w.states if late}
-    stalled = {(e, k) for _, _, e, k in state_stalls(w, STATE_TIMEOUT_S - 0.1)}
+    explained = stale | {(e, k) for _, _, e, k in state_stalls(w, STATE_TIMEOUT_S - 0.1)}
     unexplained = [(m.episode_id, m.step) for m in down if m.stats.planner == "hold"
-                   and (m.episode_id, m.step) not in stale | stalled]
+                   and (m.episode_id, m.step) not in explained]
     assert not unexplained, f"holds on states that came on time: {unexplained}"
     assert 0.07 < np.median(gaps) < 0.13 and gaps.max() < 0.35, gaps
 

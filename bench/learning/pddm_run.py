@@ -77,6 +77,11 @@ PERFECT_MODEL_SAMPLES = {"baoding": 300, "cube": 200}
 HAZARD_DEFAULTS = {"k": 3, "weight": 30.0, "epochs": 10}
 
 
+def perfect_model_samples(task: str) -> int:
+    """The perfect model's N for ``task`` (``PERFECT_MODEL_SAMPLES``; 300 for another task)."""
+    return PERFECT_MODEL_SAMPLES.get(task, 300)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What one run is: task, planner, seed, model kind, budget, planner overrides, and the
@@ -205,7 +210,7 @@ def perfect_controller(env: HandEnv, threads: int = 1, num_samples: int | None =
     planner for its task at PDDM's perfect-model N (``PERFECT_MODEL_SAMPLES``, or
     ``num_samples``); the caller closes the returned model."""
     model = SimulatorModel(env.sim, threads)
-    n = PERFECT_MODEL_SAMPLES.get(env.task.name, 300) if num_samples is None else num_samples
+    n = perfect_model_samples(env.task.name) if num_samples is None else num_samples
     values = planner_values(RunSpec(task=env.task.name, planner_overrides={"num_samples": n}))
     return ModelPredictiveController(planner_settings(values).build(model, env.task),
                                      env.task), model
